@@ -1,0 +1,38 @@
+# The two commands a new user runs: `make demo` and `make test`. Everything else is set up on demand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# Assets the demo and the CI smoke tests use; `tokenshift assets --list` shows them all.
+DEMO_ASSETS := smollm2-135m smollm2 gpt2 llama-3 qwen2.5 cl100k wiki-en wiki-fr wiki-es
+TEST_ASSETS := smollm2-135m smollm2 gpt2 wiki-en wiki-fr
+
+.PHONY: setup demo test test-slow bench clean-venv
+
+setup: $(INSTALLED)
+
+# torch is installed first and pinned, so nothing later pulls a multi-GB CUDA build on a CPU machine.
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/tokenshift assets --install $(DEMO_ASSETS)
+	$(BIN)/tokenshift demo
+
+test: $(INSTALLED)
+	$(BIN)/tokenshift assets --install --quiet $(TEST_ASSETS)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(INSTALLED)
+	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 o200k
+	$(BIN)/python -m pytest -q
+
+bench: $(INSTALLED)
+	$(BIN)/tokenshift assets --install smollm2-135m wiki-en wiki-fr
+	$(BIN)/python bench/evaluate.py
+
+clean-venv:
+	rm -rf $(VENV)

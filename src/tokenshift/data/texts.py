@@ -1,0 +1,116 @@
+"""Text sets: what ``--text`` names. An asset split (``wiki-fr:test``), a file, a folder or a glob."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TextSet:
+    """Documents scored or measured independently of one another."""
+
+    name: str
+    documents: list[str]
+
+    @property
+    def n_bytes(self) -> int:
+        """Total UTF-8 bytes over all documents."""
+        return sum(len(doc.encode("utf-8")) for doc in self.documents)
+
+    def limit_bytes(self, max_bytes: int) -> TextSet:
+        """The leading documents whose bytes add up to at most ``max_bytes`` (at least one document)."""
+        kept: list[str] = []
+        total = 0
+        for doc in self.documents:
+            size = len(doc.encode("utf-8"))
+            if kept and total + size > max_bytes:
+                break
+            kept.append(doc)
+            total += size
+        return TextSet(self.name, kept)
+
+
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); convert it first, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def read_documents(path: Path) -> list[str]:
+    """``.jsonl``: one document per line, from its ``"text"`` field; any other file: one document."""
+    text = _read_utf8(path)
+    if path.suffix != ".jsonl":
+        return [text]
+    documents = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number} is not valid JSON ({exc.msg}); each .jsonl line must be an object with a \"text\" field") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{path}:{number} has no string \"text\" field; each .jsonl line must be an object with one")
+        documents.append(row["text"])
+    return documents
+
+
+def _asset_texts(name: str, split: str | None) -> TextSet:
+    from ..assets.registry import ASSETS, prepare_asset
+    from .wiki import SPLITS
+
+    if ASSETS[name].kind != "text":
+        raise ValueError(f"asset {name!r} is a {ASSETS[name].kind}, not text; text assets: "
+                         + ", ".join(n for n, a in ASSETS.items() if a.kind == "text"))
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} in '{name}:{split}'; choose one of {', '.join(SPLITS)}")
+    folder = prepare_asset(name)
+    documents: list[str] = []
+    for part in [split] if split else list(SPLITS):
+        documents.extend(read_documents(folder / f"{part}.jsonl"))
+    return TextSet(f"{name}:{split}" if split else name, documents)
+
+
+def load_texts(spec: str, *, max_bytes: int | None = None) -> TextSet:
+    """Resolve ``spec``: ``ASSET[:SPLIT]`` (``wiki-fr:test``), a file, a folder (its files, sorted) or a glob.
+
+    Empty documents are dropped. ``max_bytes`` keeps the leading documents up to that many bytes.
+    """
+    from ..assets.registry import ASSETS, unknown_asset_error
+
+    name, _, split = spec.partition(":")
+    if name in ASSETS:
+        texts = _asset_texts(name, split or None)
+    else:
+        path = Path(spec).expanduser()
+        if path.is_file():
+            files = [path]
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif any(ch in spec for ch in "*?["):
+            files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+        else:
+            if "/" not in spec and "." not in spec:
+                raise unknown_asset_error(name)
+            raise FileNotFoundError(f"text {spec!r} not found: not a file, folder, glob or text asset (e.g. wiki-fr:test)")
+        if not files:
+            raise FileNotFoundError(f"text {spec!r} matched no files")
+        documents = [doc for file in files for doc in read_documents(file)]
+        texts = TextSet(spec, documents)
+    kept = [doc for doc in texts.documents if doc]
+    if len(kept) < len(texts.documents):
+        logger.info("dropped %d empty documents from %s", len(texts.documents) - len(kept), spec)
+    if not kept:
+        raise ValueError(f"text {spec!r} has no non-empty document")
+    texts = TextSet(texts.name, kept)
+    return texts.limit_bytes(max_bytes) if max_bytes is not None else texts

@@ -1,0 +1,6 @@
+"""The tokenizer abstraction every stage uses."""
+
+from .core import EncodedText as EncodedText
+from .core import SpecialTokens as SpecialTokens
+from .core import Tokenizer as Tokenizer
+from .load import load_tokenizer as load_tokenizer

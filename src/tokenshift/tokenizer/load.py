@@ -1,0 +1,126 @@
+"""Load a :class:`Tokenizer` from whatever a user names: an asset, a file, a folder or a model id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .core import SpecialTokens, Tokenizer, roles_from_names
+
+logger = logging.getLogger(__name__)
+
+
+def _token_name(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def from_tokenizer_json(path: Path, *, name: str | None = None) -> Tokenizer:
+    """A ``tokenizer.json``; roles come from a ``tokenizer_config.json`` beside it, else from token names."""
+    from tokenizers import Tokenizer as Backend
+
+    path = Path(path)
+    try:
+        backend = Backend.from_file(str(path))
+    except Exception as exc:  # the Rust side raises a bare Exception with its parse error
+        raise ValueError(f"{path} is not a valid Hugging Face tokenizer.json ({exc})") from exc
+    config_path = path.parent / "tokenizer_config.json"
+    config: dict[str, Any] = {}
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    adds_bos = config.get("add_bos_token")
+    special = roles_from_names(
+        backend,
+        bos=_token_name(config.get("bos_token")),
+        eos=_token_name(config.get("eos_token")),
+        pad=_token_name(config.get("pad_token")),
+        unk=_token_name(config.get("unk_token")),
+        adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
+        guess=not config_path.is_file(),
+    )
+    template = config.get("chat_template")
+    jinja = path.parent / "chat_template.jinja"
+    if template is None and jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    return Tokenizer(backend, name=name or path.parent.name, special=special, source=str(path), chat_template=template)
+
+
+def from_transformers(tokenizer: Any, *, name: str, source: str) -> Tokenizer:
+    """Wrap a ``transformers`` fast tokenizer (its Rust backend does the work)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError(f"{source} has only a slow (Python) tokenizer; tokenshift needs a fast one (a tokenizer.json)")
+    vocab = backend.get_vocab(with_added_tokens=True)
+
+    def role(attr: str) -> int | None:
+        token = getattr(tokenizer, attr, None)
+        return vocab.get(str(token)) if token is not None else None
+
+    bos = role("bos_token")
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    adds_bos = bool(probe) and bos is not None and probe[0] == bos
+    base = roles_from_names(backend, adds_bos=adds_bos)
+    special = SpecialTokens(
+        bos=bos, eos=role("eos_token"), pad=role("pad_token"), unk=role("unk_token"), adds_bos=adds_bos,
+        chat=base.chat, all_special=base.all_special,
+    )
+    template = getattr(tokenizer, "chat_template", None)
+    return Tokenizer(backend, name=name, special=special, source=source, chat_template=template if isinstance(template, str) else None)
+
+
+def from_gguf(path: Path, *, name: str | None = None) -> Tokenizer:
+    """The vocabulary stored in a GGUF file, converted by ``transformers``' GGUF reader."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    return from_transformers(tokenizer, name=name or path.stem, source=str(path))
+
+
+def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False) -> Tokenizer:
+    """Load a tokenizer from an asset name (``tokenshift assets --list``), a ``tokenizer.json``, a folder,
+    a tiktoken ranks file (``.tiktoken``/``.tiktoken.gz``), a ``.gguf`` file, or a Hugging Face model id."""
+    from ..assets.registry import ASSETS, prepare_asset
+
+    text = str(spec)
+    asset = ASSETS.get(text)
+    if asset is not None:
+        if asset.kind not in ("tokenizer", "model"):
+            raise ValueError(f"asset {text!r} is {asset.kind} text, not a tokenizer; pass a tokenizer or model asset")
+        folder = prepare_asset(text)
+        return from_tokenizer_json(folder / "tokenizer.json", name=text)
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.name.endswith((".tiktoken", ".tiktoken.gz")):
+            from .tiktoken_ranks import load_tiktoken_file
+
+            name, backend = load_tiktoken_file(path)
+            special = roles_from_names(backend, adds_bos=False)
+            return Tokenizer(backend, name=name, special=special, source=str(path))
+        if path.suffix == ".gguf":
+            return from_gguf(path)
+        if path.suffix == ".json":
+            return from_tokenizer_json(path)
+        raise ValueError(f"{path}: unknown tokenizer file type; expected tokenizer.json, .tiktoken(.gz) or .gguf")
+    if path.is_dir():
+        if (path / "tokenizer.json").is_file():
+            return from_tokenizer_json(path / "tokenizer.json", name=path.name)
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return from_gguf(ggufs[0])
+    if path.exists() or text.startswith((".", "/", "~")) or text.endswith((".json", ".gguf", ".tiktoken")):
+        raise FileNotFoundError(f"{text}: no tokenizer found there (no tokenizer.json, .tiktoken or single .gguf file); check the path")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(text, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        known = ", ".join(sorted(n for n, a in ASSETS.items() if a.kind in ("tokenizer", "model")))
+        raise ValueError(
+            f"{text!r} is not a tokenizer asset, a local path, or a model id that could be loaded ({type(exc).__name__}); "
+            f"known assets: {known}"
+        ) from exc
+    return from_transformers(tokenizer, name=text, source=text)

