@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -133,6 +134,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transition(value: str) -> float | int:
+    number = float(value)
+    if 0 < number < 1:
+        return number
+    if number.is_integer() and number > 1:
+        return int(number)
+    raise argparse.ArgumentTypeError(f"transition must be a fraction in (0, 1) or a vocabulary size, got {value}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train_tokenizer
+
+    config = TrainConfig(vocab_size=args.vocab_size, kind=args.kind, digits=args.digits, like=args.like, extend=args.extend,
+                         special_tokens=tuple(args.special_tokens or ()), transition=args.transition, max_words=args.max_words,
+                         min_frequency=args.min_frequency)
+    _, report = train_tokenizer(args.text, config, out=Path(args.out), show_progress=sys.stderr.isatty() and not args.json)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(f"trained {args.kind} tokenizer: {report.vocab_size:,} ids, digits {report.digits}, on {report.documents:,} documents "
+              f"({report.corpus_bytes / 1e6:.1f} MB) in {report.seconds:.1f} s, peak memory {report.peak_rss_mb:,.0f} MB -> {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .report import bpb_table, language_cost_table, measurement_table
@@ -196,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train", help="train a tokenizer (BPE, SuperBPE, or an extension of an existing one)")
+    p.add_argument("--text", nargs="+", required=True, help="training text specs (streamed): ASSET:SPLIT, files, folders, globs")
+    p.add_argument("--vocab-size", type=int, required=True, help="total ids, byte tokens and special tokens included")
+    p.add_argument("--kind", default="bpe", choices=["bpe", "superbpe"])
+    p.add_argument("--like", help="carry this model tokenizer's special tokens, roles, chat template and post-processor")
+    p.add_argument("--extend", help="keep this tokenizer's tokens and ids, append merges up to --vocab-size")
+    p.add_argument("--digits", choices=["single", "group3-left", "group3-right", "free"],
+                   help="number pre-splitting (default: --like's scheme, else group3-left)")
+    p.add_argument("--special-tokens", nargs="*", help="extra special tokens (never split or merged)")
+    p.add_argument("--transition", type=_transition, default=0.8, help="superbpe: subword vocabulary before superwords, fraction or size")
+    p.add_argument("--max-words", type=int, default=4, help="superbpe: words per superword token at most")
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--out", required=True, help="new folder for tokenizer.json, tokenizer_config.json and train.json")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=int, default=32_000)

@@ -2,3 +2,4 @@
 
 from .texts import TextSet as TextSet
 from .texts import load_texts as load_texts
+from .texts import iter_documents as iter_documents

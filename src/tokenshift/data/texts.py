@@ -6,6 +6,7 @@ import glob
 import json
 import logging
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,8 @@ def read_documents(path: Path) -> list[str]:
     return documents
 
 
-def _asset_texts(name: str, split: str | None) -> TextSet:
-    from ..assets.registry import ASSETS, prepare_asset
+def _asset_texts_check(name: str, split: str | None) -> None:
+    from ..assets.registry import ASSETS
     from .wiki import SPLITS
 
     if ASSETS[name].kind != "text":
@@ -74,6 +75,13 @@ def _asset_texts(name: str, split: str | None) -> TextSet:
                          + ", ".join(n for n, a in ASSETS.items() if a.kind == "text"))
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r} in '{name}:{split}'; choose one of {', '.join(SPLITS)}")
+
+
+def _asset_texts(name: str, split: str | None) -> TextSet:
+    from ..assets.registry import prepare_asset
+    from .wiki import SPLITS
+
+    _asset_texts_check(name, split)
     folder = prepare_asset(name)
     documents: list[str] = []
     for part in [split] if split else list(SPLITS):
@@ -81,31 +89,56 @@ def _asset_texts(name: str, split: str | None) -> TextSet:
     return TextSet(f"{name}:{split}" if split else name, documents)
 
 
+def _spec_files(spec: str) -> list[Path]:
+    path = Path(spec).expanduser()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    elif any(ch in spec for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+    else:
+        from ..assets.registry import unknown_asset_error
+
+        if "/" not in spec and "." not in spec:
+            raise unknown_asset_error(spec.partition(":")[0])
+        raise FileNotFoundError(f"text {spec!r} not found: not a file, folder, glob or text asset (e.g. wiki-fr:test)")
+    if not files:
+        raise FileNotFoundError(f"text {spec!r} matched no files")
+    return files
+
+
+def iter_documents(specs: list[str]) -> Iterator[str]:
+    """Stream the non-empty documents of several text specs, one file at a time (for corpora larger
+    than memory). Every spec is resolved before the first document is yielded, so a bad one fails fast."""
+    from ..assets.registry import ASSETS, prepare_asset
+    from .wiki import SPLITS
+
+    sources: list[Path] = []
+    for spec in specs:
+        name, _, split = spec.partition(":")
+        if name in ASSETS:
+            _asset_texts_check(name, split or None)
+            folder = prepare_asset(name)
+            sources.extend(folder / f"{part}.jsonl" for part in ([split] if split else SPLITS))
+        else:
+            sources.extend(_spec_files(spec))
+    for source in sources:
+        yield from (doc for doc in read_documents(source) if doc)
+
+
 def load_texts(spec: str, *, max_bytes: int | None = None) -> TextSet:
     """Resolve ``spec``: ``ASSET[:SPLIT]`` (``wiki-fr:test``), a file, a folder (its files, sorted) or a glob.
 
     Empty documents are dropped. ``max_bytes`` keeps the leading documents up to that many bytes.
     """
-    from ..assets.registry import ASSETS, unknown_asset_error
+    from ..assets.registry import ASSETS
 
     name, _, split = spec.partition(":")
     if name in ASSETS:
         texts = _asset_texts(name, split or None)
     else:
-        path = Path(spec).expanduser()
-        if path.is_file():
-            files = [path]
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        elif any(ch in spec for ch in "*?["):
-            files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-        else:
-            if "/" not in spec and "." not in spec:
-                raise unknown_asset_error(name)
-            raise FileNotFoundError(f"text {spec!r} not found: not a file, folder, glob or text asset (e.g. wiki-fr:test)")
-        if not files:
-            raise FileNotFoundError(f"text {spec!r} matched no files")
-        documents = [doc for file in files for doc in read_documents(file)]
+        documents = [doc for file in _spec_files(spec) for doc in read_documents(file)]
         texts = TextSet(spec, documents)
     kept = [doc for doc in texts.documents if doc]
     if len(kept) < len(texts.documents):

@@ -1,0 +1,186 @@
+"""``tokenshift train``: one entry point for every kind of tokenizer training, with a report."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import resource
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..storage import atomic_folder, write_json
+from ..tokenizer import Tokenizer
+from ..tokenizer.core import roles_from_names
+from .pretokenize import DIGIT_SCHEMES, word_pattern
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["bpe", "superbpe"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train. ``digits`` None: the ``like`` tokenizer's scheme if given, else group3-left."""
+
+    vocab_size: int
+    kind: Kind = "bpe"
+    digits: str | None = None
+    like: str | None = None
+    extend: str | None = None
+    special_tokens: tuple[str, ...] = ()
+    transition: float | int = 0.8
+    max_words: int = 4
+    min_frequency: int = 2
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """Written beside the tokenizer as ``train.json``."""
+
+    config: dict[str, Any]
+    texts: list[str]
+    documents: int
+    corpus_bytes: int
+    vocab_size: int
+    digits: str
+    seconds: float
+    peak_rss_mb: float
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _CorpusCounter:
+    documents: int = 0
+    bytes: int = 0
+
+    def wrap(self, documents: Iterable[str], on_document: Callable[[int], None] | None) -> Iterable[str]:
+        for doc in documents:
+            size = len(doc.encode("utf-8"))
+            self.documents += 1
+            self.bytes += size
+            if on_document is not None:
+                on_document(size)
+            yield doc
+
+
+TRAINERS: dict[str, Callable[..., Any]] = {}
+
+
+def _register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        TRAINERS[kind] = fn
+        return fn
+
+    return wrap
+
+
+@_register("bpe")
+def _train_bpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool) -> Any:
+    from .bpe import train_bpe
+
+    return train_bpe(documents, vocab_size=config.vocab_size, pattern=word_pattern(digits), special_tokens=specials,
+                     min_frequency=config.min_frequency, show_progress=show_progress)
+
+
+@_register("superbpe")
+def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool) -> Any:
+    from .superbpe import train_superbpe
+
+    return train_superbpe(documents, vocab_size=config.vocab_size, digits=digits, special_tokens=specials,
+                          transition=config.transition, max_words=config.max_words, min_frequency=config.min_frequency,
+                          show_progress=show_progress)
+
+
+def _validate(config: TrainConfig) -> None:
+    if config.kind not in TRAINERS:
+        raise ValueError(f"unknown kind {config.kind!r}; choose one of {', '.join(TRAINERS)}")
+    if config.digits is not None and config.digits not in DIGIT_SCHEMES:
+        raise ValueError(f"unknown digit scheme {config.digits!r}; choose one of {', '.join(DIGIT_SCHEMES)}")
+    floor = 256 + len(config.special_tokens)
+    if config.extend is None and config.vocab_size <= floor:
+        raise ValueError(f"--vocab-size {config.vocab_size} is too small: the 256 byte tokens and {len(config.special_tokens)} "
+                         f"special tokens alone take {floor}; ask for more")
+    if config.extend is not None and (config.like is not None or config.digits is not None or config.kind != "bpe"):
+        raise ValueError("--extend keeps the extended tokenizer's pretokenizer, specials and digit rule; "
+                         "do not combine it with --like, --digits or --kind superbpe")
+
+
+def train_tokenizer(
+    texts: list[str],
+    config: TrainConfig,
+    *,
+    out: Path | None = None,
+    show_progress: bool = False,
+    on_document: Callable[[int], None] | None = None,
+) -> tuple[Tokenizer, TrainReport]:
+    """Train per ``config`` on the text specs ``texts`` (streamed). With ``out``, write
+    ``tokenizer.json``, ``tokenizer_config.json`` and ``train.json`` there atomically."""
+    import tokenizers
+
+    from ..data import iter_documents
+    from ..tokenizer import load_tokenizer
+
+    _validate(config)
+    if out is not None and Path(out).exists():
+        raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
+    started = time.perf_counter()
+    corpus = _CorpusCounter()
+    documents = corpus.wrap(iter_documents(texts), on_document)
+    like = load_tokenizer(config.like) if config.like else None
+    if config.extend is not None:
+        from .extend import extend_tokenizer
+
+        base = load_tokenizer(config.extend)
+        tokenizer = extend_tokenizer(base, documents, vocab_size=config.vocab_size, min_frequency=config.min_frequency,
+                                     show_progress=show_progress)
+        digits = _digit_scheme(base)
+    else:
+        digits = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
+        specials = list(dict.fromkeys([*(_like_specials(like) if like else []), *config.special_tokens]))
+        backend = TRAINERS[config.kind](documents, config, digits, specials, show_progress)
+        if like is not None:
+            from .like import dress_like
+
+            tokenizer = dress_like(backend, like, name=f"{config.kind}-{config.vocab_size}")
+        else:
+            tokenizer = Tokenizer(backend, name=f"{config.kind}-{config.vocab_size}", special=roles_from_names(backend, adds_bos=False))
+    if corpus.documents == 0:
+        raise ValueError(f"the training text {' '.join(texts)} has no non-empty document; give it some text")
+    if tokenizer.vocab_size < config.vocab_size:
+        logger.warning("reached %d of the %d ids asked for: the text has too few distinct pairs seen %d times; "
+                       "give more text or lower --min-frequency", tokenizer.vocab_size, config.vocab_size, config.min_frequency)
+    report = TrainReport(
+        config=asdict(config), texts=list(texts), documents=corpus.documents, corpus_bytes=corpus.bytes,
+        vocab_size=tokenizer.vocab_size, digits=digits, seconds=round(time.perf_counter() - started, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
+    )
+    if out is not None:
+        with atomic_folder(Path(out)) as tmp:
+            tokenizer.save(tmp)
+            write_json(tmp / "train.json", report.to_json())
+    return tokenizer, report
+
+
+def _like_specials(like: Tokenizer) -> list[str]:
+    from .like import special_tokens_of
+
+    return special_tokens_of(like)
+
+
+def _digit_scheme(tokenizer: Tokenizer) -> str:
+    from ..measure.digits import digit_scheme
+
+    return digit_scheme(tokenizer)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

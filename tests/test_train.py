@@ -1,0 +1,166 @@
+import json
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import synthetic_corpus
+from tokenshift.tokenizer import load_tokenizer
+from tokenshift.train import TrainConfig, train_tokenizer
+from tokenshift.train.bpe import train_bpe
+from tokenshift.train.merges import continue_merges
+from tokenshift.train.pretokenize import word_pattern
+from tokenshift.train.superbpe import count_word_runs, train_superbpe
+
+PHRASES = ["of the", "in the", "par exemple", "de la", "is a", "il y a", "one of the best"]
+
+
+def phrase_corpus(lines: int = 600) -> list[str]:
+    """Synthetic text where some multi-word phrases recur, so superword merges have something to learn."""
+    import random
+
+    rng = random.Random(3)
+    base = synthetic_corpus(lines, seed=11)
+    return [f"{line} {rng.choice(PHRASES)} {rng.choice(PHRASES)}, 1234567.\nNew line {i}" for i, line in enumerate(base)]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "train.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in phrase_corpus()) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_file, tmp_path_factory):
+    out = {}
+    for kind, size in (("bpe", 430), ("superbpe", 600)):
+        folder = tmp_path_factory.mktemp(kind) / "tok"
+        config = TrainConfig(vocab_size=size, kind=kind, special_tokens=("<|endoftext|>",), transition=420)
+        tokenizer, report = train_tokenizer([str(corpus_file)], config, out=folder)
+        out[kind] = (tokenizer, report, folder)
+    return out
+
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXT)
+@pytest.mark.parametrize("kind", ["bpe", "superbpe"])
+def test_round_trip(trained, kind, text):
+    tokenizer = trained[kind][0]
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_bpe_matches_hf_trainer(corpus_file, trained):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(word_pattern("group3-left")), "isolated"),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    hf.decoder = decoders.ByteLevel()
+    hf.train_from_iterator(phrase_corpus(), trainers.BpeTrainer(vocab_size=430, special_tokens=["<|endoftext|>"],
+                                                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    ours = trained["bpe"][0]
+    held_out = synthetic_corpus(50, seed=99)
+    assert [ours.encode(t) for t in held_out] == [e.ids for e in hf.encode_batch(held_out, add_special_tokens=False)]
+
+
+def test_superbpe_compresses_phrases_and_respects_limits(trained):
+    bpe, superbpe = trained["bpe"][0], trained["superbpe"][0]
+    text = "\n".join(phrase_corpus(100))
+    assert len(superbpe.encode(text)) < 0.95 * len(bpe.encode(text))
+    vocab = superbpe.vocab_bytes()
+    superwords = [b for b in vocab[420:] if b is not None and regex.search(rb"[a-z] [a-z]", b)]
+    assert superwords, "stage 2 learned no token spanning a space"
+    for token in vocab[420:]:
+        assert token is not None and b"\n" not in token
+        assert not regex.search(rb"\d", token)
+        assert len(regex.findall(r"\p{L}+", token.decode("utf-8", "replace"))) <= 4
+
+
+def test_superbpe_encoding_reproduces_trained_merges():
+    docs = phrase_corpus(300)
+    runs, counted = count_word_runs(docs, "single")
+    stage1 = train_bpe(counted, vocab_size=400, pattern=word_pattern("single"), special_tokens=[])
+    merges = continue_merges(stage1, runs, n_merges=150, max_token_pieces=3)
+    final = train_superbpe(docs, vocab_size=stage1.get_vocab_size() + len(merges), digits="single", special_tokens=[], transition=400, max_words=3)
+    rank = {pair: i for i, pair in enumerate(merges)}
+    checked = 0
+    for run in list(runs)[:300]:
+        pieces = [stage1.id_to_token(i) for i in stage1.encode(run, add_special_tokens=False).ids]
+        while True:  # reference BPE over the stage-1 pieces with the stage-2 merges, lowest rank first
+            candidates = [(rank[(a, b)], i) for i, (a, b) in enumerate(zip(pieces, pieces[1:])) if (a, b) in rank]
+            if not candidates:
+                break
+            _, i = min(candidates)
+            pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+        assert final.encode(run, add_special_tokens=False).tokens == pieces
+        checked += 1
+    assert checked == 300
+
+
+def test_extension_keeps_every_old_id(tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save(tmp_path / "base")
+    (tmp_path / "new.txt").write_text("\n".join(phrase_corpus(200)), encoding="utf-8")
+    extended, report = train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=tiny_tokenizer.vocab_size + 80, extend=str(tmp_path / "base")),
+                                       out=tmp_path / "extended")
+    old_vocab = tiny_tokenizer.backend.get_vocab(with_added_tokens=True)
+    new_vocab = extended.backend.get_vocab(with_added_tokens=True)
+    assert all(new_vocab[token] == idx for token, idx in old_vocab.items())
+    assert report.vocab_size == extended.vocab_size == tiny_tokenizer.vocab_size + 80
+    assert min(idx for token, idx in new_vocab.items() if token not in old_vocab) == tiny_tokenizer.vocab_size
+    text = phrase_corpus(20)[5]
+    assert len(extended.encode(text)) < len(tiny_tokenizer.encode(text))
+    assert extended.decode(extended.encode(text)) == text
+
+
+def test_special_tokens_survive(trained):
+    tokenizer = trained["superbpe"][0]
+    eot = tokenizer.token_id("<|endoftext|>")
+    ids = tokenizer.encode("of the<|endoftext|>of the")
+    assert ids.count(eot) == 1
+    assert tokenizer.decode(ids) == "of the<|endoftext|>of the"
+
+
+def test_deterministic(corpus_file, trained, tmp_path):
+    config = TrainConfig(vocab_size=600, kind="superbpe", special_tokens=("<|endoftext|>",), transition=420)
+    train_tokenizer([str(corpus_file)], config, out=tmp_path / "again")
+    assert (tmp_path / "again" / "tokenizer.json").read_bytes() == (trained["superbpe"][2] / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["bpe", "superbpe"])
+def test_loads_in_transformers_and_tokenizers(trained, kind):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    folder = trained[kind][2]
+    auto = AutoTokenizer.from_pretrained(str(folder))
+    raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    for text in phrase_corpus(20):
+        assert auto(text, add_special_tokens=False)["input_ids"] == raw.encode(text, add_special_tokens=False).ids
+        assert auto.decode(auto(text, add_special_tokens=False)["input_ids"]) == text
+    report = json.loads((folder / "train.json").read_text())
+    expected = {"bpe": 430, "superbpe": 600}[kind]
+    assert report["vocab_size"] == expected and report["corpus_bytes"] > 0 and report["peak_rss_mb"] > 0
+    assert load_tokenizer(folder).vocab_size == expected
+
+
+def test_bad_input(tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(ValueError, match="no non-empty document"):
+        train_tokenizer([str(tmp_path / "empty.txt")], TrainConfig(vocab_size=500))
+    (tmp_path / "ok.txt").write_text("some text")
+    with pytest.raises(ValueError, match="too small"):
+        train_tokenizer([str(tmp_path / "ok.txt")], TrainConfig(vocab_size=200))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        train_tokenizer([str(tmp_path / "missing.txt")], TrainConfig(vocab_size=500))
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        train_tokenizer([str(tmp_path / "latin1.txt")], TrainConfig(vocab_size=500))
+    with pytest.raises(ValueError, match="unknown kind"):
+        train_tokenizer([str(tmp_path / "ok.txt")], TrainConfig(vocab_size=500, kind="wordpiece"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown digit scheme"):
+        train_tokenizer([str(tmp_path / "ok.txt")], TrainConfig(vocab_size=500, digits="pairs"))
