@@ -164,3 +164,42 @@ def test_bad_input(tmp_path):
         train_tokenizer([str(tmp_path / "ok.txt")], TrainConfig(vocab_size=500, kind="wordpiece"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown digit scheme"):
         train_tokenizer([str(tmp_path / "ok.txt")], TrainConfig(vocab_size=500, digits="pairs"))
+
+
+@pytest.fixture
+def like_folder(tmp_path):
+    """A model tokenizer with BOS added by a TemplateProcessing post-processor, roles and a chat template."""
+    from tokenizers import processors
+
+    from conftest import train_byte_level_bpe
+
+    backend = train_byte_level_bpe(vocab_size=300, specials=("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"))
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    folder = tmp_path / "like"
+    folder.mkdir()
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "bos_token": "<s>", "eos_token": "<|im_end|>", "pad_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+        "chat_template": "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}",
+    }))
+    return folder
+
+
+def test_like_carries_specials_roles_template_and_post_processor(like_folder, corpus_file, tmp_path):
+    from transformers import AutoTokenizer
+
+    like = load_tokenizer(like_folder)
+    tokenizer, report = train_tokenizer([str(corpus_file)], TrainConfig(vocab_size=500, kind="superbpe", like=str(like_folder), transition=400),
+                                        out=tmp_path / "dressed")
+    from tokenshift.measure import digit_scheme
+
+    assert report.digits == digit_scheme(like) == digit_scheme(tokenizer)
+    special = tokenizer.special
+    names = {role: tokenizer.id_to_token(getattr(special, role)) for role in ("bos", "eos", "pad", "unk")}
+    assert names == {"bos": "<s>", "eos": "<|im_end|>", "pad": "</s>", "unk": "<unk>"}
+    assert special.adds_bos and set(special.chat) == {"<|im_start|>", "<|im_end|>"}
+    assert tokenizer.chat_template == like.chat_template
+    auto = AutoTokenizer.from_pretrained(str(tmp_path / "dressed"))
+    assert auto("of the")["input_ids"][0] == special.bos == auto.bos_token_id
+    assert auto.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "<|im_start|>hi<|im_end|>"

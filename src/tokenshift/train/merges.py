@@ -44,6 +44,37 @@ def _merge_pairs(model: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _split_at_rare_pairs(ids: Any, lengths: Any, counts: Any, renamed: str, min_frequency: int) -> list[tuple[str, int]]:
+    """Cut the chunks wherever two adjacent tokens occur side by side fewer than ``min_frequency``
+    times in the whole corpus, and merge identical pieces.
+
+    This changes no learned merge: a later merge across that boundary would join tokens X...A and
+    B...Y, and X,Y can be adjacent no more often than A,B are, so it could never reach
+    ``min_frequency``. Long, unique phrases fall apart into short, frequent pieces, which is what
+    keeps the trainer's work small.
+    """
+    import numpy as np
+
+    total = len(ids)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    weight = np.repeat(counts, lengths)
+    inside = np.ones(total - 1, dtype=bool)
+    inside[starts[1:] - 1] = False  # the pair (last of one chunk, first of the next) is no pair
+    keys = ids[:-1].astype(np.int64) * (int(ids.max()) + 1) + ids[1:]
+    _, inverse = np.unique(keys[inside], return_inverse=True)
+    pair_counts = np.bincount(inverse, weights=weight[:-1][inside])
+    rare = np.zeros(total - 1, dtype=bool)
+    rare[np.flatnonzero(inside)] = pair_counts[inverse] < min_frequency
+    cuts = np.union1d(starts, np.flatnonzero(rare) + 1)
+    ends = np.append(cuts[1:], total)
+    long_enough = (ends - cuts) >= 2
+    merged: dict[str, int] = {}
+    for start, end, count in zip(cuts[long_enough].tolist(), ends[long_enough].tolist(), weight[cuts[long_enough]].tolist()):
+        piece = renamed[start:end]
+        merged[piece] = merged.get(piece, 0) + count
+    return list(merged.items())
+
+
 def continue_merges(
     base: tokenizers.Tokenizer,
     chunks: Counter[str],
@@ -81,8 +112,10 @@ def continue_merges(
         raise ValueError("more than 131,068 distinct base tokens in the chunks; train on less varied text")
     codepoints = np.where(compact < _PLANE_SIZE, _PLANE_15 + compact, _PLANE_16 + compact - _PLANE_SIZE).astype("<u4")
     renamed = codepoints.tobytes().decode("utf-32-le")
-    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-    words = [(renamed[bounds[i] : bounds[i + 1]], chunks[texts[index]]) for i, index in enumerate(kept)]
+    run_counts = np.asarray([chunks[texts[index]] for index in kept], dtype=np.int64)
+    words = _split_at_rare_pairs(compact, lengths, run_counts, renamed, min_frequency)
+    if not words:
+        return []
     spelling = {_private_char(i): base.id_to_token(int(token_id)) for i, token_id in enumerate(used)}
 
     def repeated() -> Iterator[str]:
@@ -99,7 +132,9 @@ def continue_merges(
     learner = Tokenizer(models.BPE())
     learner.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.BpeTrainer(
-        vocab_size=len(used) + n_merges, min_frequency=min_frequency, max_token_length=max_token_pieces,
+        # the trainer's alphabet is the set of characters the pieces hold
+        vocab_size=len(set().union(*(word for word, _ in words))) + n_merges,
+        min_frequency=min_frequency, max_token_length=max_token_pieces,
         show_progress=show_progress, special_tokens=[],
     )
     learner.train_from_iterator(repeated(), trainer=trainer)
