@@ -171,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"[bold]tokenshift demo[/bold]: the leading test-split documents of each language, up to {report.max_bytes:,} bytes each")
     console.print(bpb_table(report.evaluations, title=f"{report.evaluations[0].model}: bits per byte (lower is better)"))
     console.print(measurement_table(report.measurements))
-    console.print(language_cost_table(report.evaluations, report.measurements, reference_text=report.evaluations[0].text))
+    console.print(language_cost_table(report.measurements, reference_text=report.evaluations[0].text))
     for note in report.notes:
         console.print(f"note: {note}")
     return 0

@@ -53,8 +53,8 @@ def comparison_table(c: Any) -> Table:
     return table
 
 
-def language_cost_table(evaluations: Sequence[Any], measurements: Sequence[Any], reference_text: str) -> Table:
-    """Per language: the model's bits per byte, and each tokenizer's tokens per byte relative to the reference text."""
+def language_cost_table(measurements: Sequence[Any], reference_text: str) -> Table:
+    """Each tokenizer's tokens per byte on each text, relative to the reference text."""
     table = Table(title=f"Token cost per byte relative to {reference_text} (not parallel text)")
     table.add_column("tokenizer")
     texts = list(dict.fromkeys(m.text for m in measurements))
