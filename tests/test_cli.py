@@ -57,3 +57,21 @@ def test_non_utf8_and_oversized_tokenizer(capsys, tiny_model_dir, tmp_path):
 def test_unknown_asset(capsys):
     code, _, err = run(capsys, "assets", "gemma3-27m")
     assert code == 2 and "did you mean gemma3-270m" in err
+
+
+def test_measure_compare_and_train_commands(capsys, tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save(tmp_path / "tok")
+    (tmp_path / "en.jsonl").write_text('{"text": "the cat sat"}\n{"text": "the dog 12345"}\n')
+    (tmp_path / "fr.jsonl").write_text('{"text": "le chat est assis"}\n{"text": "le chien 12345"}\n')
+    code, out, _ = run(capsys, "measure", str(tmp_path / "tok"), "--text", str(tmp_path / "fr.jsonl"), "--reference", str(tmp_path / "en.jsonl"), "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["measurements"][0]["documents"] == 2 and payload["premiums"][0]["premium"] > 0
+    code, out, _ = run(capsys, "compare", str(tmp_path / "tok"), str(tmp_path / "tok"), "--json")
+    assert code == 0 and json.loads(out)["shared_share_a"] == 1.0
+    code, out, _ = run(capsys, "train", "--text", str(tmp_path / "en.jsonl"), str(tmp_path / "fr.jsonl"), "--vocab-size", "270",
+                       "--out", str(tmp_path / "trained"), "--json")
+    assert code == 0 and json.loads(out)["documents"] == 4 and (tmp_path / "trained" / "tokenizer.json").is_file()
+    (tmp_path / "one.jsonl").write_text('{"text": "un"}\n')
+    code, _, err = run(capsys, "measure", str(tmp_path / "tok"), "--text", str(tmp_path / "fr.jsonl"), "--reference", str(tmp_path / "one.jsonl"))
+    assert code == 2 and "parallel text" in err

@@ -108,9 +108,7 @@ def _spec_files(spec: str) -> list[Path]:
     return files
 
 
-def iter_documents(specs: list[str]) -> Iterator[str]:
-    """Stream the non-empty documents of several text specs, one file at a time (for corpora larger
-    than memory). Every spec is resolved before the first document is yielded, so a bad one fails fast."""
+def _sources(specs: list[str]) -> list[Path]:
     from ..assets.registry import ASSETS, prepare_asset
     from .wiki import SPLITS
 
@@ -123,6 +121,26 @@ def iter_documents(specs: list[str]) -> Iterator[str]:
             sources.extend(folder / f"{part}.jsonl" for part in ([split] if split else SPLITS))
         else:
             sources.extend(_spec_files(spec))
+    return sources
+
+
+def count_documents(specs: list[str]) -> int:
+    """How many documents ``iter_documents`` will yield at most (lines of .jsonl files, one per other
+    file), counted without parsing, for progress bars."""
+    total = 0
+    for source in _sources(specs):
+        if source.suffix == ".jsonl":
+            with source.open("rb") as handle:
+                total += sum(1 for line in handle if line.strip())
+        else:
+            total += 1
+    return total
+
+
+def iter_documents(specs: list[str]) -> Iterator[str]:
+    """Stream the non-empty documents of several text specs, one file at a time (for corpora larger
+    than memory). Every spec is resolved before the first document is yielded, so a bad one fails fast."""
+    sources = _sources(specs)
     for source in sources:
         yield from (doc for doc in read_documents(source) if doc)
 

@@ -32,10 +32,12 @@ def train_bpe(
     special_tokens: list[str],
     min_frequency: int = 2,
     show_progress: bool = False,
+    length: int | None = None,
 ) -> tokenizers.Tokenizer:
     """Train byte-level BPE to ``vocab_size`` ids (256 byte tokens and ``special_tokens`` included).
 
-    Special tokens take the first ids, in the order given.
+    Special tokens take the first ids, in the order given. ``length``: the number of documents, if
+    known, so that the progress bar can show an ETA.
     """
     from tokenizers import pre_tokenizers, trainers
 
@@ -44,5 +46,5 @@ def train_bpe(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress,
     )
-    backend.train_from_iterator(documents, trainer=trainer)
+    backend.train_from_iterator(documents, trainer=trainer, length=length)
     return backend

@@ -81,20 +81,22 @@ def _register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 @_register("bpe")
-def _train_bpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool) -> Any:
+def _train_bpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool,
+               length: int | None) -> Any:
     from .bpe import train_bpe
 
     return train_bpe(documents, vocab_size=config.vocab_size, pattern=word_pattern(digits), special_tokens=specials,
-                     min_frequency=config.min_frequency, show_progress=show_progress)
+                     min_frequency=config.min_frequency, show_progress=show_progress, length=length)
 
 
 @_register("superbpe")
-def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool) -> Any:
+def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool,
+                    length: int | None) -> Any:
     from .superbpe import train_superbpe
 
     return train_superbpe(documents, vocab_size=config.vocab_size, digits=digits, special_tokens=specials,
                           transition=config.transition, max_words=config.max_words, min_frequency=config.min_frequency,
-                          show_progress=show_progress)
+                          show_progress=show_progress, length=length)
 
 
 def _validate(config: TrainConfig) -> None:
@@ -120,10 +122,13 @@ def train_tokenizer(
     on_document: Callable[[int], None] | None = None,
 ) -> tuple[Tokenizer, TrainReport]:
     """Train per ``config`` on the text specs ``texts`` (streamed). With ``out``, write
-    ``tokenizer.json``, ``tokenizer_config.json`` and ``train.json`` there atomically."""
+    ``tokenizer.json``, ``tokenizer_config.json`` and ``train.json`` there atomically.
+
+    ``show_progress``: the Rust trainer's progress bars (documents read, with an ETA; merges).
+    ``on_document(n_bytes)`` is called for each document read."""
     import tokenizers
 
-    from ..data import iter_documents
+    from ..data import count_documents, iter_documents
     from ..tokenizer import load_tokenizer
 
     _validate(config)
@@ -143,7 +148,8 @@ def train_tokenizer(
     else:
         digits = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
         specials = list(dict.fromkeys([*(_like_specials(like) if like else []), *config.special_tokens]))
-        backend = TRAINERS[config.kind](documents, config, digits, specials, show_progress)
+        length = count_documents(texts) if show_progress else None
+        backend = TRAINERS[config.kind](documents, config, digits, specials, show_progress, length)
         if like is not None:
             from .like import dress_like
 

@@ -54,6 +54,7 @@ def train_superbpe(
     max_words: int = 4,
     min_frequency: int = 2,
     show_progress: bool = False,
+    length: int | None = None,
 ) -> tokenizers.Tokenizer:
     """Train SuperBPE to ``vocab_size`` ids. ``transition``: stage-1 vocabulary size, as a count or a
     fraction of ``vocab_size``."""
@@ -66,7 +67,7 @@ def train_superbpe(
         raise ValueError(f"max_words must be at least 1, got {max_words}")
     runs, counted = count_word_runs(documents, digits)
     stage1 = train_bpe(counted, vocab_size=t, pattern=word_pattern(digits), special_tokens=special_tokens,
-                       min_frequency=min_frequency, show_progress=show_progress)
+                       min_frequency=min_frequency, show_progress=show_progress, length=length)
     merges = continue_merges(stage1, runs, n_merges=vocab_size - stage1.get_vocab_size(with_added_tokens=True),
                              max_token_pieces=max_words, min_frequency=min_frequency, show_progress=show_progress)
     spec = json.loads(append_merges(stage1, merges).to_str())
