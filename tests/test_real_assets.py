@@ -91,5 +91,7 @@ def test_demo_runs_end_to_end():
     from tokenshift.demo import run_demo
 
     report = run_demo(max_bytes=1500)
-    assert len(report.evaluations) == 3 and len(report.measurements) == 15
-    assert all(math.isfinite(r.bits_per_byte) for r in report.evaluations)
+    assert len(report.original) == len(report.transplanted) == 3 and len(report.measurements) == 18
+    assert all(math.isfinite(r.bits_per_byte) for r in report.original + report.transplanted)
+    french = report.transplanted[1]
+    assert french.tokens_per_byte < 0.85 * report.original[1].tokens_per_byte  # the new tokenizer reads French in fewer tokens

@@ -158,9 +158,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_options(pairs: list[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--option {pair!r} must look like NAME=VALUE (e.g. k=8)")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def cmd_transplant(args: argparse.Namespace) -> int:
+    from .transplant import TransplantConfig, transplant
+
+    config = TransplantConfig(method=args.method, donor=args.donor, options=_method_options(args.option),
+                              pad_to_multiple_of=args.pad_to_multiple_of, trust_remote_code=args.trust_remote_code)
+    _, _, report = transplant(args.model, args.tokenizer, out=Path(args.out), config=config)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        counts = ", ".join(f"{n:,} {kind}" for kind, n in sorted(report.counts.items()))
+        print(f"transplanted {report.model} onto {report.tokenizer} with {report.method}: {counts}; "
+              f"{report.embedding_rows:,} rows, {report.seconds:.1f} s -> {args.out}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    from .report import bpb_table, language_cost_table, measurement_table
+    from .report import bpb_table, language_cost_table, measurement_table, transplant_table
 
     with _progress_bar() as bar:
         report = run_demo(max_bytes=args.max_bytes, progress=None if args.json else _Progress(bar))
@@ -168,10 +198,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_json(report.to_json())
         return 0
     console = _console()
-    console.print(f"[bold]tokenshift demo[/bold]: the leading test-split documents of each language, up to {report.max_bytes:,} bytes each")
-    console.print(bpb_table(report.evaluations, title=f"{report.evaluations[0].model}: bits per byte (lower is better)"))
+    console.print(f"[bold]tokenshift demo[/bold]: train → transplant → evaluate, on the leading test-split documents "
+                  f"of each language, up to {report.max_bytes:,} bytes each")
+    console.print(f"trained {report.train.vocab_size:,}-id tokenizer on {' + '.join(report.train.texts)} in {report.train.seconds:.1f} s; "
+                  f"transplanted with {report.transplant.method} in {report.transplant.seconds:.1f} s ({report.transplant.counts})")
     console.print(measurement_table(report.measurements))
-    console.print(language_cost_table(report.measurements, reference_text=report.evaluations[0].text))
+    console.print(language_cost_table(report.measurements, reference_text=report.original[0].text))
+    console.print(bpb_table(report.original + report.transplanted, title="Bits per byte (lower is better)"))
+    console.print(transplant_table(report.original, report.transplanted))
     for note in report.notes:
         console.print(f"note: {note}")
     return 0
@@ -237,6 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new folder for tokenizer.json, tokenizer_config.json and train.json")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    from .transplant.methods import METHODS
+
+    p = sub.add_parser("transplant", help="give a pretrained model a new tokenizer, training-free")
+    p.add_argument("model", help="model asset, folder or Hugging Face id")
+    p.add_argument("tokenizer", help="the new tokenizer (asset, tokenizer.json, folder, ...)")
+    p.add_argument("--method", default="subword", choices=list(METHODS), help="how new rows are initialised")
+    p.add_argument("--donor", help="omp: a model trained with the new tokenizer")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE", help="method option, e.g. k=8 (repeatable)")
+    p.add_argument("--pad-to-multiple-of", type=int, help="round the embedding rows up to a multiple of this (e.g. 64)")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--out", required=True, help="new folder for the transplanted model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_transplant)
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=int, default=32_000)

@@ -72,3 +72,14 @@ def language_cost_table(measurements: Sequence[Any], reference_text: str) -> Tab
                 cells.append(f"{m.tokens_per_byte:.3f} t/B ({m.tokens_per_byte / base.tokens_per_byte - 1:+.0%})")
         table.add_row(name, *cells)
     return table
+
+
+def transplant_table(original: Sequence[Any], transplanted: Sequence[Any]) -> Table:
+    """Original vs transplanted model per text: tokens per byte and bits per byte, with the change."""
+    table = Table(title="Original vs transplant, same text")
+    for column in ("text", "tokens/byte", "→ new", "change", "bits/byte", "→ new", "change"):
+        table.add_column(column, justify="left" if column == "text" else "right")
+    for a, b in zip(original, transplanted):
+        table.add_row(a.text, f"{a.tokens_per_byte:.4f}", f"{b.tokens_per_byte:.4f}", f"{b.tokens_per_byte / a.tokens_per_byte - 1:+.1%}",
+                      f"{a.bits_per_byte:.4f}", f"{b.bits_per_byte:.4f}", f"{b.bits_per_byte / a.bits_per_byte - 1:+.1%}")
+    return table

@@ -1,0 +1,127 @@
+"""Which old rows each new token's embedding is built from.
+
+Every new id gets one assignment:
+- ``exact``: its byte string is an old token (Ġ / ▁ / <0xNN> spellings normalised): the row is copied;
+- ``special``: a special token matched by role (bos, eos, pad, unk) or by its chat-marker name;
+- ``composed``: built by the method from the old tokens that spell it (its "pieces");
+- ``fallback``: nothing to build from (an unmatched special token, an unused id): the mean row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..measure.compare import byte_vocabulary
+from ..tokenizer import Tokenizer
+from ..tokenizer.bytemap import bytes_to_byte_level
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TransplantPlan:
+    """``copy_new[i]`` takes old row ``copy_old[i]``; ``composed`` new ids are built from their pieces:
+    old ids ``piece_ids[piece_offsets[j]:piece_offsets[j+1]]`` for the j-th composed token, whose piece
+    byte lengths are ``piece_bytes`` (same layout)."""
+
+    new_size: int
+    old_size: int
+    assignment: list[str]
+    copy_new: torch.Tensor
+    copy_old: torch.Tensor
+    composed: torch.Tensor
+    piece_ids: torch.Tensor
+    piece_offsets: torch.Tensor
+    piece_bytes: torch.Tensor
+    fallback: torch.Tensor
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(self.assignment))
+
+    def piece_segments(self) -> torch.Tensor:
+        """For each entry of ``piece_ids``, the index (0..len(composed)-1) of the token it belongs to."""
+        import torch
+
+        lengths = self.piece_offsets[1:] - self.piece_offsets[:-1]
+        return torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+
+
+def old_pieces(old: Tokenizer, data: bytes) -> list[int]:
+    """Old ids spelling ``data``: BPE of the old model on the whole byte string for byte-level
+    vocabularies (so bytes that are not valid UTF-8 work too); the old encoding of the text, or its
+    byte-fallback tokens, for SentencePiece-style ones."""
+    if old.kind == "byte-level":
+        return [token.id for token in old.backend.model.tokenize(bytes_to_byte_level(data))]
+    try:
+        return old.encode(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        ids = [old.backend.token_to_id(f"<0x{byte:02X}>") for byte in data]
+        return [i for i in ids if i is not None]
+
+
+def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPlan:
+    """Match every new id to old rows (see the module docstring). ``old_rows``: the old model's
+    embedding rows; old ids at or beyond it are never used."""
+    import torch
+
+    old_by_bytes = {data: idx for data, idx in byte_vocabulary(old).items() if idx < old_rows}
+    old_vocab = old.backend.get_vocab(with_added_tokens=True)
+    new_specials = set(new.special.all_special)
+    role_of_new = {getattr(new.special, role): role for role in ("bos", "eos", "pad", "unk") if getattr(new.special, role) is not None}
+    assignment: list[str] = []
+    copy_new: list[int] = []
+    copy_old: list[int] = []
+    composed: list[int] = []
+    pieces: list[int] = []
+    piece_bytes: list[int] = []
+    offsets = [0]
+    fallback: list[int] = []
+    new_bytes = new.vocab_bytes()
+    for new_id in range(new.vocab_size):
+        data = new_bytes[new_id]
+        name = new.id_to_token(new_id)
+        if new_id in new_specials or new_id in role_of_new:
+            role = role_of_new.get(new_id)
+            old_id = getattr(old.special, role) if role else None
+            if old_id is None and name is not None and name in old_vocab and old_vocab[name] in old.special.all_special:
+                old_id = old_vocab[name]  # chat markers and other specials with the same name
+            if old_id is not None and old_id < old_rows:
+                assignment.append("special")
+                copy_new.append(new_id)
+                copy_old.append(old_id)
+            else:
+                assignment.append("fallback")
+                fallback.append(new_id)
+            continue
+        if data is None or not data:
+            assignment.append("fallback")
+            fallback.append(new_id)
+            continue
+        old_id = old_by_bytes.get(data)
+        if old_id is not None:
+            assignment.append("exact")
+            copy_new.append(new_id)
+            copy_old.append(old_id)
+            continue
+        ids = [i for i in old_pieces(old, data) if i < old_rows]
+        if not ids:
+            assignment.append("fallback")
+            fallback.append(new_id)
+            continue
+        assignment.append("composed")
+        composed.append(new_id)
+        pieces.extend(ids)
+        piece_bytes.extend(max(1, len(old.token_bytes(i) or b"")) for i in ids)
+        offsets.append(len(pieces))
+    as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    return TransplantPlan(
+        new_size=new.vocab_size, old_size=old_rows, assignment=assignment, copy_new=as_long(copy_new), copy_old=as_long(copy_old),
+        composed=as_long(composed), piece_ids=as_long(pieces), piece_offsets=as_long(offsets),
+        piece_bytes=torch.tensor(piece_bytes, dtype=torch.float32), fallback=as_long(fallback),
+    )

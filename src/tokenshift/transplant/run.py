@@ -1,0 +1,164 @@
+"""``tokenshift transplant``: give a pretrained causal LM a new tokenizer without training."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..storage import atomic_folder, write_json
+from ..tokenizer import Tokenizer, load_tokenizer
+from .methods import get_method
+from .plan import TransplantPlan, build_plan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TransplantConfig:
+    """``options`` go to the method (e.g. ``{"k": 8}`` for omp). ``pad_to_multiple_of``: round the new
+    embedding rows up (the extra rows get the mean and are never produced by the tokenizer)."""
+
+    method: str = "subword"
+    donor: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    pad_to_multiple_of: int | None = None
+    device: str = "auto"
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class TransplantReport:
+    """Written beside the weights as ``transplant.json``."""
+
+    model: str
+    tokenizer: str
+    method: str
+    options: dict[str, Any]
+    donor: str | None
+    old_vocab: int
+    new_vocab: int
+    embedding_rows: int
+    tied: bool
+    counts: dict[str, int]
+    digits_old: str
+    digits_new: str
+    warnings: list[str]
+    seconds: float
+    peak_rss_mb: float
+    versions: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_matrix(old: Any, plan: TransplantPlan, method: str, *, donor: Any, options: dict[str, Any]) -> Any:
+    """Rows for every new id: exact/special copies, the method's composed rows, the mean elsewhere.
+    old: (V_old, D) -> (V_new, D), in old's dtype."""
+    import torch
+
+    fn = get_method(method).fn
+    out = old.float().mean(0, keepdim=True).expand(plan.new_size, -1).clone()
+    if len(plan.composed):
+        out[plan.composed] = fn(old, plan, donor=donor, **options).float()
+    out[plan.copy_new] = old[plan.copy_old].float()
+    if not torch.isfinite(out).all():
+        raise ValueError(f"method {method!r} produced non-finite embeddings; try another method or options")
+    return out.to(old.dtype)
+
+
+def _check_architecture(model: Any, name: str) -> None:
+    missing = [attr for attr in ("get_input_embeddings", "get_output_embeddings") if getattr(model, attr, lambda: None)() is None]
+    if missing:
+        raise ValueError(f"model {name!r} ({type(model).__name__}) exposes no {' / '.join(missing)}; "
+                         "tokenshift transplants causal LMs with an input embedding and an output head")
+
+
+def _load_donor(spec: str, new: Tokenizer, device: str, trust_remote_code: bool) -> tuple[Any, Any]:
+    """The donor's input and output matrices, indexed by the new tokenizer's ids."""
+    from ..measure.compare import byte_vocabulary
+    from ..modeling import load_model
+
+    donor = load_model(spec, dtype="float32", device=device, trust_remote_code=trust_remote_code)
+    if byte_vocabulary(donor.tokenizer) != byte_vocabulary(new) or donor.tokenizer.vocab_size != new.vocab_size:
+        raise ValueError(f"donor {spec!r} uses tokenizer {donor.tokenizer.name!r}, which is not the target tokenizer "
+                         f"{new.name!r} (vocabularies differ); pass a donor trained with the new tokenizer, or no donor")
+    head = donor.model.get_output_embeddings()
+    return donor.model.get_input_embeddings().weight.detach().cpu(), head.weight.detach().cpu() if head is not None else None
+
+
+def transplant(
+    model: str,
+    tokenizer: str | Tokenizer,
+    *,
+    out: Path | None = None,
+    config: TransplantConfig | None = None,
+) -> tuple[Any, Tokenizer, TransplantReport]:
+    """Return (model with the new tokenizer's embeddings, new tokenizer, report); with ``out`` also
+    write a normal Hugging Face folder there (config, safetensors, tokenizer, transplant.json)."""
+    import tokenizers
+    import torch
+    import transformers
+
+    from .. import __version__
+    from ..measure.digits import digit_scheme
+    from ..modeling import load_model
+
+    config = config or TransplantConfig()
+    method = get_method(config.method)
+    if config.donor and not method.uses_donor:
+        raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method omp")
+    if out is not None and Path(out).exists():
+        raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
+    started = time.perf_counter()
+    new = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code)
+    loaded = load_model(model, dtype="float32", device="cpu", trust_remote_code=config.trust_remote_code)
+    lm, old = loaded.model, loaded.tokenizer
+    _check_architecture(lm, model)
+    donor_in = donor_out = None
+    if config.donor:
+        donor_in, donor_out = _load_donor(config.donor, new, "cpu", config.trust_remote_code)
+
+    warnings = []
+    digits_old, digits_new = digit_scheme(old), digit_scheme(new)
+    if digits_old != digits_new:
+        warnings.append(f"the tokenizers split digits differently ({digits_old} vs {digits_new}): expect arithmetic to suffer until healed")
+        logger.warning(warnings[-1])
+    old_in = lm.get_input_embeddings().weight.detach()
+    plan = build_plan(old, new, old_rows=old_in.shape[0])
+    tied = lm.get_output_embeddings().weight is lm.get_input_embeddings().weight or bool(getattr(lm.config, "tie_word_embeddings", False))
+    with torch.no_grad():
+        embeddings = new_matrix(old_in, plan, config.method, donor=donor_in, options=config.options)
+        head = None if tied else new_matrix(lm.get_output_embeddings().weight.detach(), plan, config.method,
+                                             donor=donor_out if donor_out is not None else donor_in, options=config.options)
+        lm.resize_token_embeddings(plan.new_size, pad_to_multiple_of=config.pad_to_multiple_of, mean_resizing=False)
+        rows = lm.get_input_embeddings().weight.shape[0]
+        lm.get_input_embeddings().weight[: plan.new_size] = embeddings
+        lm.get_input_embeddings().weight[plan.new_size :] = embeddings.mean(0)
+        if head is not None:
+            lm.get_output_embeddings().weight[: plan.new_size] = head
+            lm.get_output_embeddings().weight[plan.new_size :] = head.mean(0)
+    for target in (lm.config, lm.generation_config):
+        target.bos_token_id = new.special.bos
+        target.eos_token_id = new.special.eos
+        target.pad_token_id = new.special.pad
+    if new.chat_template is None and old.chat_template is not None and all(m in new.special.chat for m in old.special.chat):
+        new.chat_template = old.chat_template  # the markers it names exist in the new vocabulary
+    report = TransplantReport(
+        model=model, tokenizer=new.name, method=config.method, options=dict(config.options), donor=config.donor,
+        old_vocab=old.vocab_size, new_vocab=new.vocab_size, embedding_rows=rows, tied=tied, counts=plan.counts(),
+        digits_old=digits_old, digits_new=digits_new, warnings=warnings, seconds=round(time.perf_counter() - started, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        versions={"tokenshift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                  "tokenizers": tokenizers.__version__, "python": platform.python_version()},
+    )
+    if out is not None:
+        with atomic_folder(Path(out)) as tmp:
+            lm.save_pretrained(str(tmp), safe_serialization=True)
+            new.save(tmp)
+            write_json(tmp / "transplant.json", report.to_json())
+    return lm, new, report

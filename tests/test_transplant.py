@@ -1,0 +1,131 @@
+import json
+
+import pytest
+import torch
+
+from conftest import save_tiny_model, synthetic_corpus, train_byte_level_bpe
+from tokenshift.modeling import load_model
+from tokenshift.transplant import METHODS, TransplantConfig, build_plan, transplant
+from tokenshift.tokenizer import load_tokenizer
+
+
+def other_tokenizer(folder, *, vocab_size=360, specials=("<|endoftext|>",), seed=7):
+    """A different byte-level BPE (other corpus, other size): some tokens shared, some new."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    corpus = [line.replace("cat", "chat").replace("the", "la") + " superlongword" for line in synthetic_corpus(300, seed=seed)]
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
+                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>"}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def new_tokenizer_dir(tmp_path_factory):
+    return other_tokenizer(tmp_path_factory.mktemp("newtok"))
+
+
+@pytest.fixture(scope="module")
+def donor_dir(tmp_path_factory, new_tokenizer_dir):
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_file(str(new_tokenizer_dir / "tokenizer.json"))
+    return save_tiny_model(tmp_path_factory.mktemp("donor"), backend, seed=3)
+
+
+@pytest.fixture(scope="module")
+def untied_model_dir(tmp_path_factory, tiny_backend):
+    return save_tiny_model(tmp_path_factory.mktemp("untied"), tiny_backend, tie=False, seed=5)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("tied", [True, False])
+def test_every_method_gives_finite_rows_and_exact_copies(method, tied, tiny_model_dir, untied_model_dir, new_tokenizer_dir, donor_dir):
+    model_dir = tiny_model_dir if tied else untied_model_dir
+    old = load_model(str(model_dir), device="cpu")
+    old_in = old.model.get_input_embeddings().weight.detach().clone()
+    old_out = old.model.get_output_embeddings().weight.detach().clone()
+    donor = str(donor_dir) if METHODS[method].uses_donor else None
+    lm, new, report = transplant(str(model_dir), str(new_tokenizer_dir), config=TransplantConfig(method=method, donor=donor))
+    plan = build_plan(old.tokenizer, new, old_rows=old_in.shape[0])
+    new_in = lm.get_input_embeddings().weight.detach()
+    new_out = lm.get_output_embeddings().weight.detach()
+    assert new_in.shape[0] == new.vocab_size and torch.isfinite(new_in).all() and torch.isfinite(new_out).all()
+    assert report.counts["exact"] > 50 and report.counts["composed"] > 10
+    assert torch.equal(new_in[plan.copy_new], old_in[plan.copy_old])  # bit-identical copies
+    assert torch.equal(new_out[plan.copy_new], old_out[plan.copy_old])
+    assert report.tied == tied
+    if not tied:
+        assert not torch.equal(new_in, new_out)  # the head got its own estimate from the head rows
+
+
+def test_own_tokenizer_reproduces_logits(tiny_model_dir):
+    old = load_model(str(tiny_model_dir), device="cpu")
+    ids = torch.tensor([old.tokenizer.encode(" ".join(synthetic_corpus(3)))])
+    with torch.no_grad():
+        expected = old.model(ids).logits
+    lm, _, report = transplant(str(tiny_model_dir), str(tiny_model_dir), config=TransplantConfig(method="hybrid"))
+    with torch.no_grad():
+        assert torch.equal(lm(ids).logits, expected)
+    assert report.counts.get("composed", 0) == 0
+
+
+def test_special_tokens_follow_roles(tiny_model_dir, tmp_path):
+    new_dir = other_tokenizer(tmp_path / "roles", specials=("<pad>", "<s>", "<|endoftext|>"))
+    cfg = json.loads((new_dir / "tokenizer_config.json").read_text())
+    cfg.update({"bos_token": "<s>", "pad_token": "<pad>"})
+    (new_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
+    old = load_model(str(tiny_model_dir), device="cpu")
+    old_in = old.model.get_input_embeddings().weight.detach().clone()
+    lm, new, report = transplant(str(tiny_model_dir), str(new_dir), out=tmp_path / "out")
+    eos_new, eos_old = new.special.eos, old.tokenizer.special.eos
+    assert eos_new != eos_old
+    assert torch.equal(lm.get_input_embeddings().weight[eos_new], old_in[eos_old])
+    assert report.counts["special"] == 1 and report.counts["fallback"] >= 2  # <s>, <pad> have no old counterpart
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (config["eos_token_id"], config["bos_token_id"], config["pad_token_id"]) == (eos_new, new.special.bos, new.special.pad)
+
+
+def test_saved_folder_reloads_and_generates(tiny_model_dir, new_tokenizer_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "moved"
+    _, new, report = transplant(str(tiny_model_dir), str(new_tokenizer_dir), out=out, config=TransplantConfig(pad_to_multiple_of=64))
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    assert model.get_input_embeddings().weight.shape[0] % 64 == 0 and report.embedding_rows % 64 == 0
+    ids = tokenizer("le chat mange", return_tensors="pt").input_ids
+    generated = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=new.special.eos)
+    assert generated.shape[1] == ids.shape[1] + 5 and int(generated.max()) < new.vocab_size
+    saved = json.loads((out / "transplant.json").read_text())
+    assert saved["method"] == "subword" and saved["counts"] == report.counts and saved["digits_old"] in ("single", "free", "group3-left", "group3-right")
+
+
+def test_killed_transplant_leaves_no_folder(tiny_model_dir, new_tokenizer_dir, tmp_path, monkeypatch):
+    from transformers import PreTrainedModel
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", crash)
+    with pytest.raises(KeyboardInterrupt):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), out=tmp_path / "never")
+    assert not (tmp_path / "never").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_input(tiny_model_dir, new_tokenizer_dir, tmp_path):
+    with pytest.raises(ValueError, match="not the target tokenizer"):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="omp", donor=str(tiny_model_dir)))
+    with pytest.raises(ValueError, match="did you mean subword"):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="subwrd"))
+    with pytest.raises(ValueError, match="does not use a donor"):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="mean", donor=str(tiny_model_dir)))
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(FileExistsError):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), out=tmp_path / "exists")
+    assert load_tokenizer(new_tokenizer_dir).vocab_size == 360
