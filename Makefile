@@ -31,8 +31,10 @@ test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 bench: $(INSTALLED)
-	$(BIN)/tokenshift assets --install smollm2-135m wiki-en wiki-fr
+	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3
 	$(BIN)/python bench/evaluate.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/transplant.py
 
 clean-venv:
 	rm -rf $(VENV)

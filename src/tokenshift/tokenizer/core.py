@@ -81,9 +81,10 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size}, kind={self.kind!r})"
 
-    @property
+    @cached_property
     def vocab_size(self) -> int:
-        """Number of ids, added tokens included (the highest id + 1)."""
+        """Number of ids, added tokens included (the highest id + 1). The backend is never mutated
+        in place (extension builds a new one), so this is computed once."""
         vocab = self.backend.get_vocab(with_added_tokens=True)
         return max(vocab.values()) + 1 if vocab else 0
 
