@@ -1,19 +1,27 @@
-"""Benchmark: training-free transplants of smollm2-135m onto other tokenizers, every method side by side.
+"""Benchmark: training-free transplants of smollm2-135m onto other tokenizers, every method and peer side by side.
 
-Pairs: (a) the Gemma-3 tokenizer, with gemma3-270m as OMP donor; (b) the Qwen2.5 tokenizer; (c) a
-32k tokenizer trained on wiki fr+en (dressed like SmolLM2's). For each method: bits per byte on the
-leading ``--max-bytes`` of wiki-en/fr/es:test, transplant wall time and peak memory (each transplant
-in its own process). The original model with its own tokenizer is the first row.
+Pairs: (a) the Gemma-3 tokenizer, with gemma3-270m as donor; (b) the Qwen2.5 tokenizer; (c) a 32k
+tokenizer trained on wiki fr+en (dressed like SmolLM2's). For each tokenshift method and each peer
+that can run on the pair: bits per byte on the leading ``--max-bytes`` of wiki-en/fr/es:test,
+transplant wall time and peak memory (each transplant in its own process). The original model with
+its own tokenizer is the first row.
 
-Peers (mergekit-tokensurgeon, FOCUS) are not wired in yet: see the project notes.
+Peers run under ``--peer-python`` (a separate environment, since their dependencies differ):
+- mergekit-tokensurgeon (``pip install mergekit``): OMP at the same k, needs a donor, so pair (a) only;
+- FOCUS (``pip install deepfocus fasttext-numpy2-wheel``): fastText auxiliary embeddings trained on
+  wiki fr+en train tokenized with the new tokenizer; pairs (b) and (c).
+Their outputs are kept in ``--peer-cache`` with the measured time, and reused on the next run
+(tokensurgeon takes over an hour on 2 CPU cores for pair (a)).
 
-    python bench/transplant.py [--pairs a b c] [--methods mean subword hybrid omp] [--max-bytes 8000]
+    python bench/transplant.py [--pairs a b c] [--methods mean subword hybrid omp scaled] [--max-bytes 8000]
+                               [--peer-python /path/to/venv/bin/python] [--peer-cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,6 +30,21 @@ import time
 from pathlib import Path
 
 TEXTS = ("wiki-en:test", "wiki-fr:test", "wiki-es:test")
+K = 8
+PEERS = {"tokensurgeon": ("a",), "focus": ("b", "c")}
+HERE = Path(__file__).resolve().parent
+
+TOKENSURGEON = """
+import json, resource, sys, time
+from mergekit.scripts.tokensurgeon import main
+started = time.perf_counter()
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    if exc.code:
+        raise
+print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
 
 
 def pair_tokenizer(pair: str, scratch: Path) -> tuple[str, str | None]:
@@ -40,66 +63,162 @@ def pair_tokenizer(pair: str, scratch: Path) -> tuple[str, str | None]:
     raise ValueError(f"unknown pair {pair!r}; choose a, b or c")
 
 
-def worker(tokenizer: str, method: str, donor: str | None, max_bytes: int) -> None:
-    """Transplant in this process and evaluate; print one JSON line."""
+def evaluate_all(loaded: object, max_bytes: int) -> dict[str, float]:
     from tokenshift.data import load_texts
     from tokenshift.evaluate import evaluate_loaded
+
+    return {spec: evaluate_loaded(loaded, load_texts(spec, max_bytes=max_bytes)).bits_per_byte for spec in TEXTS}
+
+
+def worker(tokenizer: str, method: str, donor: str | None, max_bytes: int) -> None:
+    """Transplant in this process and evaluate; print one JSON line."""
     from tokenshift.modeling.load import LoadedModel
     from tokenshift.transplant import TransplantConfig, transplant
 
     started = time.perf_counter()
-    model, new, report = transplant("smollm2-135m", tokenizer, config=TransplantConfig(method=method, donor=donor))
+    options = {"k": K} if method == "omp" else {}
+    model, new, report = transplant("smollm2-135m", tokenizer, config=TransplantConfig(method=method, donor=donor, options=options))
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     loaded = LoadedModel(model=model, tokenizer=new, name=method, device="cpu", dtype="float32")
-    bpb = {spec: evaluate_loaded(loaded, load_texts(spec, max_bytes=max_bytes)).bits_per_byte for spec in TEXTS}
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "bpb": bpb, "counts": report.counts}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "bpb": evaluate_all(loaded, max_bytes), "counts": report.counts}))
 
 
-def original_row(max_bytes: int) -> dict:
-    from tokenshift.data import load_texts
-    from tokenshift.evaluate import evaluate_loaded
+def peer_worker(peer: str, output: str, tokenizer: str, max_bytes: int) -> None:
+    """Evaluate a peer's output (a model folder, or an input-embedding matrix for smollm2-135m); print one JSON line."""
+    import torch
+    from safetensors.torch import load_file
+
     from tokenshift.modeling import load_model
+    from tokenshift.modeling.load import LoadedModel
+    from tokenshift.tokenizer import load_tokenizer
 
-    loaded = load_model("smollm2-135m", device="cpu")
-    return {spec: evaluate_loaded(loaded, load_texts(spec, max_bytes=max_bytes)).bits_per_byte for spec in TEXTS}
+    new = load_tokenizer(tokenizer)
+    if peer == "tokensurgeon":
+        loaded = load_model(output, tokenizer=new, dtype="float32", device="cpu")
+    else:
+        base = load_model("smollm2-135m", dtype="float32", device="cpu")
+        rows = load_file(output)["embeddings"]
+        if rows.shape[0] != new.vocab_size:
+            raise ValueError(f"{peer} gave {rows.shape[0]} rows for a {new.vocab_size}-id tokenizer")
+        base.model.resize_token_embeddings(rows.shape[0], mean_resizing=False)
+        with torch.no_grad():
+            base.model.get_input_embeddings().weight[:] = rows  # SmolLM2's head is tied to these rows
+        loaded = LoadedModel(model=base.model, tokenizer=new, name=peer, device="cpu", dtype="float32")
+    print(json.dumps({"bpb": evaluate_all(loaded, max_bytes)}))
+
+
+def run_json(command: list[str]) -> dict | str:
+    """The last stdout line of ``command`` as JSON, or the last stderr line if it failed."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["(no output)"]
+        return lines[-1][:100]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_peer(peer: str, pair: str, tokenizer: str, donor: str | None, peer_python: str, cache: Path, scratch: Path) -> dict | str:
+    """Run (or reuse from ``cache``) one peer transplant; returns {"output", "seconds", "peak_rss_mb"} or an error line."""
+    from tokenshift.assets.registry import asset_folder
+    from tokenshift.tokenizer import load_tokenizer
+
+    record = cache / f"{peer}-{pair}.json"
+    if record.exists():
+        return json.loads(record.read_text())
+    cache.mkdir(parents=True, exist_ok=True)
+    base = str(asset_folder("smollm2-135m"))
+    if peer == "tokensurgeon":
+        output = cache / f"{peer}-{pair}"
+        timing = run_json([peer_python, "-c", TOKENSURGEON, base, str(asset_folder(donor)), str(output),
+                           "-a", "omp", "-k", str(K), "--device", "cpu"])
+    else:
+        output = cache / f"{peer}-{pair}.safetensors"
+        tokenizer_json = scratch / f"{pair}-tokenizer"
+        load_tokenizer(tokenizer).save(tokenizer_json)
+        train_text = scratch / "wiki-fr-en-train.txt"
+        if not train_text.exists():
+            from tokenshift.data import iter_documents
+
+            with train_text.open("w", encoding="utf-8") as f:
+                f.writelines(" ".join(doc.split()) + "\n" for doc in iter_documents(["wiki-fr:train", "wiki-en:train"]))
+        timing = run_json([peer_python, str(HERE / "peers" / "focus_worker.py"), base, str(tokenizer_json / "tokenizer.json"),
+                           str(train_text), str(output)])
+    if isinstance(timing, str):
+        return timing
+    payload = {"output": str(output), **timing}
+    record.write_text(json.dumps(payload))
+    return payload
+
+
+def peer_missing(peer: str, peer_python: str | None) -> str | None:
+    """Why ``peer`` cannot run, or None."""
+    module = {"tokensurgeon": "mergekit.scripts.tokensurgeon", "focus": "deepfocus"}[peer]
+    install = {"tokensurgeon": "pip install mergekit", "focus": "pip install deepfocus fasttext-numpy2-wheel"}[peer]
+    if not peer_python:
+        return f"not run: pass --peer-python (a venv with `{install}`)"
+    check = subprocess.run([peer_python, "-c", f"import {module}"], capture_output=True)
+    return None if check.returncode == 0 else f"not run: {peer_python} lacks {module} ({install})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["a", "b", "c"])
-    parser.add_argument("--methods", nargs="+", default=["mean", "subword", "hybrid", "omp"])
+    parser.add_argument("--methods", nargs="+", default=["mean", "subword", "hybrid", "omp", "scaled"])
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--max-bytes", type=int, default=8000)
+    parser.add_argument("--peer-python", default=os.environ.get("TOKENSHIFT_PEER_PYTHON"), help="Python of a venv with the peers installed")
+    parser.add_argument("--peer-cache", type=Path, help="where peer outputs and timings are kept (default: $TOKENSHIFT_HOME/bench-peers)")
     parser.add_argument("--worker", nargs=3, metavar=("TOKENIZER", "METHOD", "DONOR"), help=argparse.SUPPRESS)
+    parser.add_argument("--peer-worker", nargs=3, metavar=("PEER", "OUTPUT", "TOKENIZER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         tokenizer, method, donor = args.worker
         worker(tokenizer, method, None if donor == "-" else donor, args.max_bytes)
         return
+    if args.peer_worker:
+        peer_worker(*args.peer_worker, args.max_bytes)
+        return
 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"smollm2-135m transplants, bits per byte on the leading {args.max_bytes:,} bytes of each test split")
-    for column in ("pair", "method", *TEXTS, "seconds", "peak MB", "assignments"):
-        table.add_column(column, justify="left" if column in ("pair", "method", "assignments") else "right")
-    original = original_row(args.max_bytes)
+    from tokenshift.modeling import load_model
+    from tokenshift.storage import tokenshift_home
+
+    cache = args.peer_cache or tokenshift_home() / "bench-peers"
+    table = Table(title=f"smollm2-135m transplants, bits per byte on the leading {args.max_bytes:,} bytes of each test split (lower is better)")
+    for column in ("pair", "method", *TEXTS, "seconds", "peak MB", "notes"):
+        table.add_column(column, justify="left" if column in ("pair", "method", "notes") else "right")
+    original = evaluate_all(load_model("smollm2-135m", device="cpu"), args.max_bytes)
     table.add_row("-", "original tokenizer", *(f"{original[t]:.4f}" for t in TEXTS), "-", "-", "")
-    with tempfile.TemporaryDirectory() as scratch:
+    me = [sys.executable, __file__, "--max-bytes", str(args.max_bytes)]
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
         for pair in args.pairs:
-            tokenizer, donor = pair_tokenizer(pair, Path(scratch))
+            tokenizer, donor = pair_tokenizer(pair, scratch)
+            label = f"{pair}: {Path(tokenizer).name}"
             for method in args.methods:
                 use_donor = donor if method == "omp" else None
-                result = subprocess.run([sys.executable, __file__, "--max-bytes", str(args.max_bytes), "--worker", tokenizer, method, use_donor or "-"],
-                                        capture_output=True, text=True)
-                if result.returncode != 0:
-                    table.add_row(pair, method, *("failed" for _ in TEXTS), "-", "-", result.stderr.strip().splitlines()[-1][:80])
+                row = run_json([*me, "--worker", tokenizer, method, use_donor or "-"])
+                name = f"{method} (k={K}, donor {use_donor})" if use_donor else method
+                if isinstance(row, str):
+                    table.add_row(label, name, *("failed" for _ in TEXTS), "-", "-", row)
                     continue
-                row = json.loads(result.stdout.strip().splitlines()[-1])
-                label = f"{method} (donor {use_donor})" if use_donor else method
-                table.add_row(f"{pair}: {Path(tokenizer).name}", label, *(f"{row['bpb'][t]:.4f}" for t in TEXTS), f"{row['seconds']:.1f}",
+                table.add_row(label, name, *(f"{row['bpb'][t]:.4f}" for t in TEXTS), f"{row['seconds']:.1f}",
                               f"{row['peak_rss_mb']:,.0f}", " ".join(f"{k}={v}" for k, v in sorted(row["counts"].items())))
-    Console(width=220).print(table)
+            for peer in args.peers:
+                if pair not in PEERS[peer]:
+                    continue
+                name = f"{peer} (omp, k={K}, donor {donor})" if peer == "tokensurgeon" else peer
+                missing = peer_missing(peer, args.peer_python)
+                made = missing or run_peer(peer, pair, tokenizer, donor, args.peer_python, cache, scratch)
+                scored = made if isinstance(made, str) else run_json([*me, "--peer-worker", peer, made["output"], tokenizer])
+                if isinstance(scored, str):
+                    table.add_row(label, name, *("-" for _ in TEXTS), "-", "-", scored)
+                    continue
+                table.add_row(label, name, *(f"{scored['bpb'][t]:.4f}" for t in TEXTS), f"{made['seconds']:.1f}",
+                              f"{made['peak_rss_mb']:,.0f}", "peer")
+    Console(width=240).print(table)
 
 
 if __name__ == "__main__":

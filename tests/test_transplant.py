@@ -129,3 +129,33 @@ def test_bad_input(tiny_model_dir, new_tokenizer_dir, tmp_path):
     with pytest.raises(FileExistsError):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), out=tmp_path / "exists")
     assert load_tokenizer(new_tokenizer_dir).vocab_size == 360
+
+
+def test_warns_when_digit_schemes_differ(tiny_model_dir, tmp_path, caplog):
+    from tokenshift.measure.digits import digit_scheme
+    from tokenshift.train import TrainConfig, train_tokenizer
+
+    corpus = tmp_path / "numbers.txt"
+    corpus.write_text("\n".join(f"{line} {n * 7919} {n * 104729} {n}" for n, line in enumerate(synthetic_corpus(300))))
+    folder = tmp_path / "group3"
+    train_tokenizer([str(corpus)], TrainConfig(vocab_size=600, digits="group3-left", special_tokens=("<|endoftext|>",)), out=folder)
+    new_scheme = digit_scheme(load_tokenizer(folder))  # digits merge in groups here, never across a group of three
+    assert new_scheme != digit_scheme(load_tokenizer(tiny_model_dir)) == "single"
+    with caplog.at_level("WARNING"):
+        _, _, report = transplant(str(tiny_model_dir), str(folder))
+    assert report.digits_new == new_scheme and len(report.warnings) == 1 and "split digits differently" in report.warnings[0]
+    assert "split digits differently" in caplog.text
+    _, _, same = transplant(str(tiny_model_dir), str(tiny_model_dir))
+    assert same.warnings == []
+
+
+def test_scaled_rows_are_the_shrunk_length_weighted_mean(tiny_model_dir, new_tokenizer_dir):
+    from tokenshift.transplant.methods.scaled import scaled_rows
+    from tokenshift.transplant.methods.subword import piece_mean
+
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    old = loaded.model.get_input_embeddings().weight.detach()
+    plan = build_plan(loaded.tokenizer, load_tokenizer(new_tokenizer_dir), old_rows=old.shape[0])
+    torch.testing.assert_close(scaled_rows(old, plan, scale=0.5), 0.5 * piece_mean(old, plan, weights=plan.piece_bytes))
+    with pytest.raises(ValueError, match="scale must be in"):
+        scaled_rows(old, plan, scale=0.0)

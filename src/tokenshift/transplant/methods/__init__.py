@@ -40,4 +40,4 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-from . import hybrid, mean, omp, subword  # noqa: E402,F401  (registration)
+from . import hybrid, mean, omp, scaled, subword  # noqa: E402,F401  (registration)

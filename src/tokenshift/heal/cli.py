@@ -1,0 +1,136 @@
+"""``tokenshift heal``: parse options into a :class:`HealConfig`, call :func:`heal`, print the result.
+
+Wired into the main parser with ``heal.cli.add_parsers(sub)``. Several GPUs: run the same command
+under ``accelerate launch -m tokenshift.cli heal ...`` (DDP or FSDP, as ``accelerate config`` says).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(value: str) -> int:
+    number = int(float(value))  # accepts 5e6
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`HealConfig` the command line describes."""
+    from dataclasses import replace
+
+    from .config import HealConfig, Stage, parse_stages
+
+    stages = parse_stages(args.stages)
+    if args.lora:  # LoRA adapters instead of full training of the body
+        stages = tuple(replace(s, train="lora") if s.train == "all" else s for s in stages)
+        if not any(s.train == "lora" for s in stages):
+            stages = (*stages, Stage("lora"))
+    config = HealConfig(
+        text=tuple(args.text), teacher=args.teacher, distance=args.distance, distill_temperature=args.distill_temperature,
+        stages=stages, steps=args.steps, tokens=args.tokens, batch_size=args.batch_size, seq_len=args.seq_len,
+        max_bytes=args.max_bytes, eval_text=tuple(args.eval_text or ()), eval_bytes=args.eval_bytes, eval_every=args.eval_every,
+        log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None, resume=args.resume,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip or None, lora_rank=args.lora_rank,
+        gradient_checkpointing=args.gradient_checkpointing, loss=args.loss, mixed_precision=args.mixed_precision,
+        device=args.device, seed=args.seed, trust_remote_code=args.trust_remote_code,
+    )
+    return config.with_objective(args.objective, args.distill_weight)
+
+
+class _Bar:
+    """Progress callback: a rich bar with tokens/s and ETA, plus a line per logged loss and evaluation."""
+
+    def __init__(self, progress: Any, console: Any) -> None:
+        self.progress = progress
+        self.console = console
+        self.task: Any = None
+
+    def __call__(self, status: Any) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("healing", total=status.steps)
+        self.progress.update(self.task, completed=status.step,
+                             description=f"{status.stage} · {status.tokens:,} tokens · {status.tokens_per_second:,.0f} tok/s")
+        if status.loss is not None:
+            distill = f" distill {status.distill:.4f}" if status.distill is not None else ""
+            self.console.print(f"step {status.step}/{status.steps} [{status.stage}] loss {status.loss:.4f} (ntp {status.ntp:.4f}{distill}) "
+                               f"lr {status.lr:.2e} {status.tokens_per_second:,.0f} tok/s eta {status.eta_seconds:,.0f} s")
+        if status.evaluation:
+            self.console.print(f"step {status.step}: " + ", ".join(f"{k} {v:.4f} bpb" for k, v in status.evaluation.items()))
+        if status.checkpoint:
+            self.console.print(f"step {status.step}: checkpoint {status.checkpoint}")
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .run import heal
+
+    config = config_from_args(args)
+    console = Console(stderr=True)
+    if args.json:
+        _, _, report = heal(args.model, config=config, out=Path(args.out))
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        _, _, report = heal(args.model, config=config, out=Path(args.out), progress=_Bar(bar, console))
+    first, last = report.curve[0]["bits_per_byte"] if report.curve else {}, report.curve[-1]["bits_per_byte"] if report.curve else {}
+    curve = "; ".join(f"{name}: {first.get(name, float('nan')):.4f} -> {value:.4f} bpb" for name, value in last.items())
+    print(f"healed {report.model} ({report.objective['name']}, {' + '.join(s['train'] for s in report.stages)}): {report.steps:,} steps, "
+          f"{report.tokens:,} tokens in {report.train_seconds:,.1f} s ({report.tokens_per_second:,.0f} tokens/s); {curve} -> {args.out}",
+          file=sys.stdout)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``heal`` on the main parser's subcommands."""
+    from .losses import DISTANCES
+    from .stages import STAGE_KINDS
+
+    p = sub.add_parser("heal", help="recover a transplanted model's quality with short training (next-token loss and/or distillation)")
+    p.add_argument("model", help="the transplanted model folder (or any causal LM)")
+    p.add_argument("--text", nargs="+", required=True, help="training text specs: ASSET:SPLIT (wiki-fr:train), files, folders, globs")
+    p.add_argument("--teacher", help="the original model to distil from (default: the model named in MODEL/transplant.json)")
+    p.add_argument("--objective", default="both", choices=["ntp", "distill", "both"],
+                   help="next-token loss, cross-tokenizer distillation, or both (default)")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss with --objective both")
+    p.add_argument("--distance", default="binary-kl", choices=list(DISTANCES), help="how chunk likelihoods are compared")
+    p.add_argument("--distill-temperature", type=float, default=1.0, help="divide chunk log-likelihoods by this before comparing")
+    p.add_argument("--stages", default="new-rows:share=0.2:lr=2e-3,all:share=0.8:lr=1e-4",
+                   help=f"comma-separated KIND[:share=F][:lr=F][:warmup=F][:schedule=cosine|linear|constant][:min_lr_ratio=F]; "
+                        f"kinds: {', '.join(STAGE_KINDS)}")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of the whole body (stage 'all' becomes 'lora'); merged at the end")
+    p.add_argument("--lora-rank", type=int, default=16)
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--tokens", type=_positive_int, help="training budget in (student) tokens, e.g. 5e7")
+    budget.add_argument("--steps", type=_positive_int, help="training budget in optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per step per process")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence")
+    p.add_argument("--max-bytes", type=int, help="use only the leading documents of each text, up to this many bytes")
+    p.add_argument("--eval-text", nargs="*", help="held-out text specs for the bits-per-byte curve (default: hold out the end of --text)")
+    p.add_argument("--eval-bytes", type=int, default=100_000, help="bytes of each evaluation text (0: no evaluation)")
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the start and the end only)")
+    p.add_argument("--log-every", type=int, default=10, help="print the loss every N steps")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="write a checkpoint every N steps (0: none)")
+    p.add_argument("--checkpoint-dir", help="where checkpoints go (default: OUT.checkpoints, removed once OUT is written)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint (same options)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0: off)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass (less memory)")
+    p.add_argument("--loss", default="auto", choices=["auto", "chunked", "cce"],
+                   help="auto: cut-cross-entropy on CUDA where installed, else the chunked loss")
+    p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (several GPUs: accelerate launch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--out", required=True, help="new folder for the healed model (written when the run ends)")
+    p.add_argument("--json", action="store_true", help="print heal.json instead of progress and a summary")
+    p.set_defaults(func=cmd_heal)
