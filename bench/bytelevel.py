@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tokenshift.bytelevel import MIXES, ByteLevelModel, evaluate_bytes, generate_bytes, generate_tokens, mix_byte_bits
+from tokenshift.bytelevel import MIXES, ByteLevelModel, evaluate_bytes, fit_weights, generate_bytes, generate_tokens, mix_byte_bits
 from tokenshift.data import TextSet, load_texts
 from tokenshift.evaluate import evaluate_loaded
 from tokenshift.modeling import load_model
@@ -103,12 +103,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     slices = [text_slice(spec, args.max_bytes) for spec in args.text]
+    # the same amount of each language's validation split, to fit the ensemble's linear weights on
+    held_out = {texts.name: text_slice(spec.replace(":test", ":validation"), args.max_bytes) for spec, texts in zip(args.text, slices)}
     loaded = {name: load_model(name) for name in args.models}
     byte_models = {name: ByteLevelModel(m, beam=args.beam, threshold=args.threshold, window=args.window) for name, m in loaded.items()}
     cases = {spec: heal_cases(spec, [m.tokenizer for m in loaded.values()], args.heal_cases, skip_bytes=args.max_bytes)
              for spec in args.text}
 
-    rows, member_bits, step_seconds = [], {}, {}
+    rows, member_bits, held_bits, step_seconds = [], {}, {}, {}
     for name, model in loaded.items():
         evaluate_loaded(model, slices[0].limit_bytes(200))  # warm-up
         step_seconds[name] = decode_step_seconds(model)
@@ -116,6 +118,8 @@ def main() -> None:
             token_level = evaluate_loaded(model, texts)
             byte_level, scores = evaluate_bytes(byte_models[name], texts)
             member_bits[(name, texts.name)] = [s.byte_bits for s in scores]
+            _, held_scores = evaluate_bytes(byte_models[name], held_out[texts.name])
+            held_bits[(name, texts.name)] = [bit for s in held_scores for bit in s.byte_bits]
             rows.append((texts.name, name, token_level, byte_level))
 
     console = Console(width=200)
@@ -136,9 +140,10 @@ def main() -> None:
     console.print(table)
 
     table = Table(title="Ensembles of the byte-level models (mixture of next-byte distributions, equal prior weights; "
+                        "fitted: linear weights fitted on the same amount of the language's validation split; "
                         "mixture B/s: all members' scoring time)")
-    for column in ("text", "best single (byte bpb)", *(f"{mix} mix bpb" for mix in MIXES), *(f"{mix} - best" for mix in MIXES),
-                   "mixture B/s"):
+    for column in ("text", "best single (byte bpb)", *(f"{mix} mix bpb" for mix in MIXES), "fitted weights", "fitted mix bpb",
+                   *(f"{mix} - best" for mix in (*MIXES, "fitted")), "mixture B/s"):
         table.add_column(column, justify="left" if column == "text" else "right")
     for texts in slices:
         seconds = sum(byt.seconds for text, _, _, byt in rows if text == texts.name)
@@ -148,8 +153,12 @@ def main() -> None:
             for doc_bits in zip(*[member_bits[(name, texts.name)] for name in args.models]):
                 bits += sum(mix_byte_bits(list(doc_bits), mix=mix))
             mixed[mix] = bits / texts.n_bytes
-        table.add_row(texts.name, f"{best[texts.name]:.4f}", *(f"{mixed[mix]:.4f}" for mix in MIXES),
-                      *(f"{mixed[mix] - best[texts.name]:+.4f}" for mix in MIXES), f"{texts.n_bytes / seconds:,.2f}")
+        weights = [float(w) for w in fit_weights([held_bits[(name, texts.name)] for name in args.models])]
+        bits = sum(sum(mix_byte_bits(list(doc_bits), weights=weights)) for doc_bits in zip(*[member_bits[(name, texts.name)] for name in args.models]))
+        mixed["fitted"] = bits / texts.n_bytes
+        table.add_row(texts.name, f"{best[texts.name]:.4f}", *(f"{mixed[mix]:.4f}" for mix in MIXES), " ".join(f"{w:.3f}" for w in weights),
+                      f"{mixed['fitted']:.4f}", *(f"{mixed[mix] - best[texts.name]:+.4f}" for mix in (*MIXES, "fitted")),
+                      f"{texts.n_bytes / seconds:,.2f}")
     console.print(table)
 
     table = Table(title="Token healing: prompt cut inside a word (and inside a token of every model); greedy completion "

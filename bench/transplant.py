@@ -163,7 +163,7 @@ def peer_missing(peer: str, peer_python: str | None) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["a", "b", "c"])
-    parser.add_argument("--methods", nargs="+", default=["mean", "subword", "hybrid", "omp", "scaled"])
+    parser.add_argument("--methods", nargs="*", default=["mean", "subword", "hybrid", "omp", "scaled"])
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--max-bytes", type=int, default=8000)
     parser.add_argument("--peer-python", default=os.environ.get("TOKENSHIFT_PEER_PYTHON"), help="Python of a venv with the peers installed")

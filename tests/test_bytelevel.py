@@ -294,3 +294,22 @@ def test_cli_generate_and_ensemble(tiny_model_dir, bigram_dir, tmp_path, capsys)
     args = parser.parse_args(["ensemble", str(tiny_model_dir), "--text", str(text)])
     with pytest.raises(ValueError, match="at least two"):
         args.func(args)
+
+
+def test_fit_weights_finds_the_best_linear_mixture():
+    import numpy as np
+
+    from tokenshift.bytelevel import fit_weights, mix_byte_bits
+
+    rng = np.random.default_rng(0)
+    strong = rng.uniform(0.5, 2.0, size=400)
+    strong = rng.uniform(2.0, 4.0, size=400)
+    weak = np.where(rng.uniform(size=400) < 0.3, 0.05, strong + 3.0)  # worse on average, much better on 30% of bytes
+    weights = fit_weights([weak, strong])
+    assert weights.shape == (2,) and abs(weights.sum() - 1) < 1e-9 and 0 < weights[0] < weights[1]
+    fitted = sum(mix_byte_bits([weak, strong], weights=list(weights)))
+    for w in np.linspace(0, 1, 101):  # no fixed weight on a grid does better than the fitted one
+        assert fitted <= sum(mix_byte_bits([weak, strong], weights=[w, 1 - w])) + 1e-6
+    assert fitted < min(weak.sum(), strong.sum())
+    with pytest.raises(ValueError, match="non-empty"):
+        fit_weights([[], []])

@@ -175,7 +175,7 @@ def cmd_transplant(args: argparse.Namespace) -> int:
     from .transplant import TransplantConfig, transplant
 
     config = TransplantConfig(method=args.method, donor=args.donor, options=_method_options(args.option),
-                              pad_to_multiple_of=args.pad_to_multiple_of, trust_remote_code=args.trust_remote_code)
+                              pad_to_multiple_of=args.pad_to_multiple_of, device=args.device, trust_remote_code=args.trust_remote_code)
     _, _, report = transplant(args.model, args.tokenizer, out=Path(args.out), config=config)
     if args.json:
         _print_json(report.to_json())
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--donor", help="omp: a model trained with the new tokenizer")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="method option, e.g. k=8 (repeatable)")
     p.add_argument("--pad-to-multiple-of", type=int, help="round the embedding rows up to a multiple of this (e.g. 64)")
+    p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--out", required=True, help="new folder for the transplanted model")
     p.add_argument("--json", action="store_true")

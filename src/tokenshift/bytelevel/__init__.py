@@ -2,6 +2,7 @@
 
 from .ensemble import MIXES as MIXES
 from .ensemble import ByteEnsemble as ByteEnsemble
+from .ensemble import fit_weights as fit_weights
 from .ensemble import mix_byte_bits as mix_byte_bits
 from .model import BeamStats as BeamStats
 from .model import ByteLevelModel as ByteLevelModel

@@ -50,7 +50,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from ..data import load_texts
-    from .ensemble import ByteEnsemble, check_mix, mix_byte_bits, normalise_weights
+    from .ensemble import ByteEnsemble, check_mix, fit_weights, mix_byte_bits, normalise_weights
     from .run import bpb_from_scores, evaluate_bytes, generate_bytes
 
     if len(args.models) < 2:
@@ -60,7 +60,13 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     if args.text is None and args.prompt is None:
         raise ValueError("nothing to do: pass --text to score text, --prompt to generate, or both")
     text_sets = [load_texts(spec, max_bytes=args.max_bytes) for spec in args.text or []]
+    fit_texts = load_texts(args.fit_weights, max_bytes=args.max_bytes) if args.fit_weights else None
     models = [_byte_model(spec, args) for spec in args.models]
+    if fit_texts is not None:
+        if args.weights or args.mix != "linear":
+            raise ValueError("--fit-weights chooses linear weights itself; drop --weights and --mix")
+        held_out = [[bit for score in evaluate_bytes(model, fit_texts)[1] for bit in score.byte_bits] for model in models]
+        args.weights = [float(w) for w in fit_weights(held_out)]
     ensemble = ByteEnsemble(models, weights=args.weights, mix=args.mix)
     results = []
     for texts in text_sets:
@@ -136,6 +142,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-bytes", type=int, help="keep the leading whole documents up to this many bytes per text")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per model (default: equal)")
     p.add_argument("--mix", default="linear", choices=list(MIXES), help="linear: fixed weights; bayes: posterior weights")
+    p.add_argument("--fit-weights", metavar="TEXT", help="choose the linear weights that minimise bits on this held-out text (e.g. wiki-fr:validation)")
     p.add_argument("--prompt", help="also generate from the mixture after this prompt")
     p.add_argument("--max-bytes-out", type=int, default=64, help="bytes to generate at most with --prompt")
     _common(p)

@@ -116,6 +116,27 @@ class EnsembleState:
         return sum(self.advance(b) for b in data)
 
 
+def fit_weights(member_bits: Sequence[Sequence[float]], *, iterations: int = 500, tolerance: float = 1e-10) -> np.ndarray:
+    """The fixed linear weights (K,) that minimise the mixture's bits on held-out bytes.
+
+    ``member_bits``: (K, bytes) each model's per-byte bits on the same bytes (e.g. the concatenated
+    ``ByteScore.byte_bits`` of a validation text). EM for mixture weights: the objective is convex in
+    the weights, so this converges to the optimum. Fit on text the mixture is not then scored on.
+    """
+    probs = np.exp2(-np.asarray(member_bits, dtype=float))  # (K, bytes)
+    if probs.ndim != 2 or probs.shape[1] == 0:
+        raise ValueError("fit_weights needs each member's per-byte bits on the same, non-empty bytes")
+    weights = np.full(len(probs), 1.0 / len(probs))
+    for _ in range(iterations):
+        responsibilities = weights[:, None] * probs
+        responsibilities /= responsibilities.sum(0, keepdims=True)
+        updated = responsibilities.mean(1)
+        if np.abs(updated - weights).max() < tolerance:
+            return updated
+        weights = updated
+    return weights
+
+
 def mix_byte_bits(member_bits: Sequence[Sequence[float]], *, weights: Sequence[float] | None = None, mix: str = "linear") -> list[float]:
     """Per-byte bits of the mixture, from each member's per-byte bits on the same bytes.
 

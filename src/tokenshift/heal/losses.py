@@ -7,12 +7,13 @@ token. Next-token loss is its negated mean; the distillation loss sums it per al
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from ..registry import lookup
 
 if TYPE_CHECKING:
     import torch
@@ -155,11 +156,7 @@ def register_distance(name: str, summary: str) -> Callable[[Callable[..., torch.
 
 
 def get_distance(name: str) -> Distance:
-    if name not in DISTANCES:
-        close = difflib.get_close_matches(name, list(DISTANCES), n=2)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ValueError(f"unknown distillation distance {name!r}; {hint}available: {', '.join(DISTANCES)}")
-    return DISTANCES[name]
+    return lookup(DISTANCES, name, what="distillation distance")
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:

@@ -11,10 +11,11 @@ matrices, AdamW then leaves the rows bit-for-bit unchanged.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ..registry import lookup
 
 if TYPE_CHECKING:
     import torch
@@ -70,11 +71,7 @@ def register_stage(name: str, *, default_lr: float, summary: str) -> Callable[[C
 
 
 def get_stage_kind(name: str) -> StageKind:
-    if name not in STAGE_KINDS:
-        close = difflib.get_close_matches(name, list(STAGE_KINDS), n=2)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ValueError(f"unknown stage {name!r}; {hint}available: {', '.join(STAGE_KINDS)}")
-    return STAGE_KINDS[name]
+    return lookup(STAGE_KINDS, name, what="stage")
 
 
 def embedding_matrices(model: Any) -> list[torch.nn.Parameter]:

@@ -49,7 +49,16 @@ class TransplantPlan:
         import torch
 
         lengths = self.piece_offsets[1:] - self.piece_offsets[:-1]
-        return torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        return torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths)
+
+    def to(self, device: str) -> TransplantPlan:
+        """The same plan with its tensors on ``device`` (where the methods then compute)."""
+        import dataclasses
+
+        import torch
+
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), torch.Tensor)})
 
 
 def old_pieces(old: Tokenizer, data: bytes) -> list[int]:

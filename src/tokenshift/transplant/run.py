@@ -107,6 +107,7 @@ def transplant(
     from .. import __version__
     from ..measure.digits import digit_scheme
     from ..modeling import load_model
+    from ..modeling.load import resolve_device
 
     config = config or TransplantConfig()
     method = get_method(config.method)
@@ -131,10 +132,16 @@ def transplant(
     old_in = lm.get_input_embeddings().weight.detach()
     plan = build_plan(old, new, old_rows=old_in.shape[0])
     tied = lm.get_output_embeddings().weight is lm.get_input_embeddings().weight or bool(getattr(lm.config, "tie_word_embeddings", False))
+    device = resolve_device(config.device)  # the methods compute there (a GPU when present); the model stays on the CPU
+    on_device = plan.to(device)
+
+    def rows_for(old_rows: Any, donor_rows: Any) -> Any:
+        donor_rows = None if donor_rows is None else donor_rows.to(device)
+        return new_matrix(old_rows.to(device), on_device, config.method, donor=donor_rows, options=config.options).cpu()
+
     with torch.no_grad():
-        embeddings = new_matrix(old_in, plan, config.method, donor=donor_in, options=config.options)
-        head = None if tied else new_matrix(lm.get_output_embeddings().weight.detach(), plan, config.method,
-                                             donor=donor_out if donor_out is not None else donor_in, options=config.options)
+        embeddings = rows_for(old_in, donor_in)
+        head = None if tied else rows_for(lm.get_output_embeddings().weight.detach(), donor_out if donor_out is not None else donor_in)
         lm.resize_token_embeddings(plan.new_size, pad_to_multiple_of=config.pad_to_multiple_of, mean_resizing=False)
         rows = lm.get_input_embeddings().weight.shape[0]
         lm.get_input_embeddings().weight[: plan.new_size] = embeddings

@@ -7,10 +7,11 @@ Exact and special copies and the fallback rows are filled by the caller, identic
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from ...registry import lookup
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,7 @@ def register(name: str, summary: str, *, uses_donor: bool = False) -> Callable[[
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        close = difflib.get_close_matches(name, list(METHODS), n=2)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ValueError(f"unknown transplant method {name!r}; {hint}available: {', '.join(METHODS)}")
-    return METHODS[name]
+    return lookup(METHODS, name, what="transplant method")
 
 
 from . import hybrid, mean, omp, scaled, subword  # noqa: E402,F401  (registration)

@@ -39,10 +39,10 @@ def batched_omp(targets: Any, atoms: Any, *, k: int, candidates: int = 64) -> tu
         cand = (torch.nn.functional.normalize(y, dim=1) @ atoms_n.T).abs().topk(candidates, dim=1).indices
         dictionary, dictionary_n = atoms[cand], atoms_n[cand]  # (b, C, D)
         residual = y.clone()
-        chosen = torch.zeros(b, k, dtype=torch.long)
-        taken = torch.zeros(b, candidates, dtype=torch.bool)
-        rows = torch.arange(b)
-        coef = torch.zeros(b, 0)
+        chosen = torch.zeros(b, k, dtype=torch.long, device=y.device)
+        taken = torch.zeros(b, candidates, dtype=torch.bool, device=y.device)
+        rows = torch.arange(b, device=y.device)
+        coef = torch.zeros(b, 0, device=y.device)
         for step in range(k):
             scores = torch.einsum("bcd,bd->bc", dictionary_n, residual).abs().masked_fill(taken, -1.0)
             pick = scores.argmax(dim=1)
@@ -61,7 +61,7 @@ def omp_rows(old: Any, plan: Any, *, donor: Any = None, k: int = 8, candidates: 
     """old: (V_old, D), donor: (V_new, D2) or None -> (n_composed, D)"""
     import torch
 
-    exact = torch.tensor([a == "exact" for a in plan.assignment], dtype=torch.bool)
+    exact = torch.tensor([a == "exact" for a in plan.assignment], dtype=torch.bool, device=plan.copy_new.device)
     anchor_mask = exact[plan.copy_new]
     anchor_new, anchor_old = plan.copy_new[anchor_mask], plan.copy_old[anchor_mask]
     if len(plan.composed) == 0 or len(anchor_old) == 0:

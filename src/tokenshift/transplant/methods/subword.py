@@ -13,9 +13,9 @@ def piece_mean(old: Any, plan: Any, weights: Any = None) -> Any:
 
     rows = old[plan.piece_ids].float()
     segments = plan.piece_segments()
-    w = torch.ones(len(plan.piece_ids)) if weights is None else weights.float()
-    sums = torch.zeros(len(plan.composed), old.shape[1]).index_add_(0, segments, rows * w[:, None])
-    totals = torch.zeros(len(plan.composed)).index_add_(0, segments, w)
+    w = torch.ones(len(plan.piece_ids), device=old.device) if weights is None else weights.float().to(old.device)
+    sums = torch.zeros(len(plan.composed), old.shape[1], device=old.device).index_add_(0, segments, rows * w[:, None])
+    totals = torch.zeros(len(plan.composed), device=old.device).index_add_(0, segments, w)
     return sums / totals.clamp_min(1e-12)[:, None]
 
 
