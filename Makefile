@@ -40,7 +40,7 @@ $(PEERS)/.installed:
 	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
 	$(PEERS)/bin/python -m pip install -q torch==2.13.0
 	$(PEERS)/bin/python -m pip install -q mergekit==0.1.5 transformers==5.23.0 tokenizers==0.23.3 \
-		fasttext-numpy2-wheel entmax fastdist numba print-on-steroids datasets
+		fasttext-numpy2-wheel entmax fastdist numba print-on-steroids datasets rich regex
 	$(PEERS)/bin/python -m pip install -q --no-deps deepfocus==1.0.1
 	touch $@
 
@@ -49,6 +49,7 @@ bench: $(INSTALLED) peers
 	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/transplant.py --peer-python $(PEERS)/bin/python
+	PYTHONPATH=src $(PEERS)/bin/python bench/omp_speed.py
 	$(BIN)/python bench/bytelevel.py
 	$(BIN)/python bench/heal.py
 

@@ -49,7 +49,10 @@ def batched_omp(targets: Any, atoms: Any, *, k: int, candidates: int = 64) -> tu
             chosen[:, step] = pick
             taken[rows, pick] = True
             support = dictionary[rows[:, None], chosen[:, : step + 1]]  # (b, s, D)
-            coef = torch.linalg.lstsq(support.transpose(1, 2), y[:, :, None]).solution[:, :, 0]
+            # least squares through the s x s normal equations: batched lstsq on (D, s) systems is far slower on CPU
+            gram = support @ support.transpose(1, 2)
+            gram.diagonal(dim1=1, dim2=2).add_(1e-6 * gram.diagonal(dim1=1, dim2=2).mean(1, keepdim=True))
+            coef = torch.linalg.solve(gram, torch.einsum("bsd,bd->bs", support, y))
             residual = y - torch.einsum("bs,bsd->bd", coef, support)
         all_idx.append(cand.gather(1, chosen))
         all_coef.append(coef)
