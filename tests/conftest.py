@@ -59,6 +59,11 @@ def save_tiny_model(folder: Path, backend, *, arch: str = "llama", tie: bool = T
         raise ValueError(arch)
     with torch.no_grad():  # larger weights than the default init, so that logits differ visibly across tokens
         model.get_input_embeddings().weight.normal_(0, 1.0)
+    return write_model_folder(folder, model, backend)
+
+
+def write_model_folder(folder: Path, model, backend) -> Path:
+    """``model`` (safetensors) and its tokenizer ``backend`` as an HF folder; EOS <|endoftext|>, no BOS."""
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     backend.save(str(folder / "tokenizer.json"))

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_model_folder
+
 torch = pytest.importorskip("torch")
 
 
@@ -75,11 +77,7 @@ def bigram_model_dir(folder: Path) -> Path:
             layer.mlp.down_proj.weight.zero_()
         model.lm_head.weight.zero_()
         model.lm_head.weight[:, : len(names)] = logits.T / math.sqrt(hidden)  # the final norm scales one-hot by sqrt(hidden)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    backend.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "add_bos_token": False}))
-    return folder
+    return write_model_folder(folder, model, backend)
 
 
 @pytest.fixture(scope="module")
