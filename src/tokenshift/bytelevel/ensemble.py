@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .model import ByteLevelModel, ByteScore, ByteState
+from .model import ByteLevelModel, ByteScore, ByteState, read_bits
 
 
 def _fixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -86,9 +86,7 @@ class ByteEnsemble:
         """Bits of ``text`` under the mixture; ``stats`` are the first member's (see each member for its own)."""
         data = text.encode("utf-8") if isinstance(text, str) else text
         state = self.start(b"")
-        byte_bits = [-state.advance(b) / math.log(2) for b in data]
-        if end:
-            byte_bits.append(-math.log2(float(state.distribution()[256])))
+        byte_bits = read_bits(state, data, end=end)
         return ByteScore(bits=float(sum(byte_bits)), bytes=len(data), byte_bits=byte_bits, stats=state.members[0].stats())
 
 

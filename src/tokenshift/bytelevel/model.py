@@ -182,10 +182,17 @@ class ByteLevelModel:
         """Bits of ``text`` as the start of a document (``end``: as a whole document, end of text included)."""
         data = text.encode("utf-8") if isinstance(text, str) else text
         state = ByteState(self, [])
-        byte_bits = [-state.advance(b) / math.log(2) for b in data]
-        if end:
-            byte_bits.append(-math.log2(float(state.distribution()[END])))
+        byte_bits = read_bits(state, data, end=end)
         return ByteScore(bits=float(sum(byte_bits)), bytes=len(data), byte_bits=byte_bits, stats=state.stats())
+
+
+def read_bits(state: Any, data: bytes, *, end: bool) -> list[float]:
+    """Advance ``state`` (anything with ``advance(byte) -> nats`` and ``distribution()``) through ``data``;
+    each byte's bits, then the end of text's if ``end``."""
+    byte_bits = [-state.advance(b) / math.log(2) for b in data]
+    if end:
+        byte_bits.append(-math.log2(float(state.distribution()[END])))
+    return byte_bits
 
 
 @dataclass(frozen=True)
