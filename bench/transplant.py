@@ -13,7 +13,7 @@ Peers run under ``--peer-python`` (a separate environment, since their dependenc
 Their outputs are kept in ``--peer-cache`` with the measured time, and reused on the next run
 (tokensurgeon takes over an hour on 2 CPU cores for pair (a)).
 
-    python bench/transplant.py [--pairs a b c] [--methods mean subword hybrid omp scaled] [--max-bytes 8000]
+    python bench/transplant.py [--pairs a b c] [--methods mean subword hybrid omp scaled blend] [--max-bytes 8000]
                                [--peer-python /path/to/venv/bin/python] [--peer-cache DIR]
 """
 
@@ -76,7 +76,7 @@ def worker(tokenizer: str, method: str, donor: str | None, max_bytes: int) -> No
     from tokenshift.transplant import TransplantConfig, transplant
 
     started = time.perf_counter()
-    options = {"k": K} if method == "omp" else {}
+    options = {"k": K} if method in ("omp", "blend") else {}
     model, new, report = transplant("smollm2-135m", tokenizer, config=TransplantConfig(method=method, donor=donor, options=options))
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -163,7 +163,7 @@ def peer_missing(peer: str, peer_python: str | None) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["a", "b", "c"])
-    parser.add_argument("--methods", nargs="*", default=["mean", "subword", "hybrid", "omp", "scaled"])
+    parser.add_argument("--methods", nargs="*", default=["mean", "subword", "hybrid", "omp", "scaled", "blend"])
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--max-bytes", type=int, default=8000)
     parser.add_argument("--peer-python", default=os.environ.get("TOKENSHIFT_PEER_PYTHON"), help="Python of a venv with the peers installed")
@@ -184,6 +184,7 @@ def main() -> None:
 
     from tokenshift.modeling import load_model
     from tokenshift.storage import tokenshift_home
+    from tokenshift.transplant import METHODS
 
     cache = args.peer_cache or tokenshift_home() / "bench-peers"
     table = Table(title=f"smollm2-135m transplants, bits per byte on the leading {args.max_bytes:,} bytes of each test split (lower is better)")
@@ -198,7 +199,7 @@ def main() -> None:
             tokenizer, donor = pair_tokenizer(pair, scratch)
             label = f"{pair}: {Path(tokenizer).name}"
             for method in args.methods:
-                use_donor = donor if method == "omp" else None
+                use_donor = donor if METHODS[method].uses_donor else None
                 row = run_json([*me, "--worker", tokenizer, method, use_donor or "-"])
                 name = f"{method} (k={K}, donor {use_donor})" if use_donor else method
                 if isinstance(row, str):

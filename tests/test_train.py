@@ -8,10 +8,11 @@ from hypothesis import strategies as st
 from conftest import synthetic_corpus
 from tokenshift.tokenizer import load_tokenizer
 from tokenshift.train import TrainConfig, train_tokenizer
+from tokenshift.train import merges as merges_module
 from tokenshift.train.bpe import train_bpe
-from tokenshift.train.merges import continue_merges
+from tokenshift.train.merges import continue_merges, encode_chunks, learn_merges
 from tokenshift.train.pretokenize import word_pattern
-from tokenshift.train.superbpe import count_word_runs, train_superbpe
+from tokenshift.train.superbpe import count_word_runs, encode_word_runs, train_superbpe
 
 PHRASES = ["of the", "in the", "par exemple", "de la", "is a", "il y a", "one of the best"]
 
@@ -100,6 +101,76 @@ def test_superbpe_encoding_reproduces_trained_merges():
         assert final.encode(run, add_special_tokens=False).tokens == pieces
         checked += 1
     assert checked == 300
+
+
+TRICKY_RUNS = [
+    "don't stop the music", "'s the thing", "'LL BE there", "it's 'tis", "\tfoo bar", "\u00a0foo bar baz",
+    " leading space here", "(paren word here", "x  y z", "naïve café über", "日本語 テキスト です", "Ωmega ßeta",
+    "a\u2028b c", "ǅemal x y", "e\u0301t e\u0301 a", "tab\there now", "émoji 😀 word", "ʼmod ʼletter x",
+    "x\u3000y z", "a\u200bb c d", "\u00adsoft hy\u00adphen", "l'été à l'école", "ﬁne ﬂow", "ｆｕｌｌ ｗｉｄｔｈ",
+    "of the<|endoftext|>of the", "\r\nwin dows", "x\x00y z", "ß ẞ ǈ ǉ", "ᾈ ᾐ ῼ",
+]
+
+
+@pytest.fixture(scope="module")
+def stage1():
+    docs = phrase_corpus(300)
+    return train_bpe(count_word_runs(docs, "single")[1], vocab_size=400, pattern=word_pattern("single"), special_tokens=["<|endoftext|>"])
+
+
+def assert_same_segmentation(stage1, docs: list[str]) -> None:
+    runs, counted = count_word_runs(docs, "single")
+    list(counted)  # the runs are counted as the documents go by
+    fast, whole = encode_word_runs(stage1, runs), encode_chunks(stage1, runs)
+    for name in ("ids", "lengths", "counts"):
+        assert getattr(fast, name).tolist() == getattr(whole, name).tolist(), name
+
+
+def test_word_runs_encode_word_by_word(stage1):
+    assert_same_segmentation(stage1, TRICKY_RUNS)
+    assert_same_segmentation(stage1, phrase_corpus(200))
+
+
+@settings(max_examples=200, deadline=None)
+@given(docs=st.lists(st.text(alphabet=st.one_of(st.sampled_from(list("ab éß'’ \t\n\u00a0\u3000.,-1")), st.characters(blacklist_categories=("Cs",))),
+                             max_size=40), max_size=5))
+def test_word_runs_encode_word_by_word_on_any_text(stage1, docs):
+    assert_same_segmentation(stage1, docs)
+
+
+@pytest.mark.parametrize("special", ["of the", "exemple"])
+def test_word_runs_holding_special_tokens(special):
+    """A special token inside a word stays with its word; one with a space makes each run encode whole."""
+    docs = phrase_corpus(100)
+    stage1 = train_bpe(iter(docs), vocab_size=300, pattern=word_pattern("single"), special_tokens=[special])
+    assert_same_segmentation(stage1, docs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cutting_at_a_floor_changes_no_merge(monkeypatch, seed):
+    """Cutting at pairs rarer than a floor learns the merges learned from every pair, whether the floor
+    is shown to hold (the cheap path) or not (the fallback)."""
+    import random
+
+    rng = random.Random(seed)
+    docs = [f"{line} {rng.choice(PHRASES)} {rng.choice(PHRASES)}" for line in synthetic_corpus(400 + 200 * seed, seed=seed)]
+    runs, counted = count_word_runs(docs, "single")
+    base = train_bpe(counted, vocab_size=330 + 20 * seed, pattern=word_pattern("single"), special_tokens=[])
+    segmentation = encode_word_runs(base, runs)
+    held: list[bool] = []
+    check = merges_module._floor_held
+
+    def recorded_check(*args) -> bool:
+        held.append(check(*args))
+        return held[-1]
+
+    monkeypatch.setattr(merges_module, "_floor_held", recorded_check)
+    learned = {}
+    for floor in (0, 3, 4, 5, 6, 8, 12, 20, 10**6):
+        monkeypatch.setattr(merges_module, "_guess_floor", lambda distinct, n_merges, floor=floor: floor)
+        learned[floor] = learn_merges(base, segmentation, n_merges=60, max_token_pieces=3)
+    assert all(merges == learned[0] for merges in learned.values())
+    assert True in held and False in held
 
 
 def test_extension_keeps_every_old_id(tiny_tokenizer, tmp_path):

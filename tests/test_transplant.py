@@ -159,3 +159,52 @@ def test_scaled_rows_are_the_shrunk_length_weighted_mean(tiny_model_dir, new_tok
     torch.testing.assert_close(scaled_rows(old, plan, scale=0.5), 0.5 * piece_mean(old, plan, weights=plan.piece_bytes))
     with pytest.raises(ValueError, match="scale must be in"):
         scaled_rows(old, plan, scale=0.0)
+
+
+def test_document_start_token_takes_the_old_document_start(tiny_model_dir, tmp_path):
+    """Gemma-style <bos> (added to every document) onto a model whose documents start with <|endoftext|>:
+    the new document start copies the old one's row, whatever the old BOS role is (a chat marker in SmolLM2)."""
+    new_dir = other_tokenizer(tmp_path / "bos", specials=("<bos>", "<eos>"))
+    (new_dir / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": True}))
+    old, new = load_tokenizer(str(tiny_model_dir)), load_tokenizer(str(new_dir))
+    assert new.conditioning_token() == new.special.bos
+    plan = build_plan(old, new, old_rows=old.vocab_size)
+    copies = dict(zip(plan.copy_new.tolist(), plan.copy_old.tolist()))
+    assert copies[new.special.bos] == old.conditioning_token()
+    assert plan.assignment[new.special.bos] == "special"
+
+
+def reference_omp(targets, atoms, k):
+    """Textbook OMP, one target at a time: pick the atom of largest |cosine| with the residual, refit all."""
+    atoms_n = torch.nn.functional.normalize(atoms, dim=1)
+    out_idx, out_coef = [], []
+    for y in targets:
+        chosen, residual = [], y.clone()
+        for _ in range(k):
+            scores = (atoms_n @ residual).abs()
+            scores[chosen] = -1
+            chosen.append(int(scores.argmax()))
+            coef = torch.linalg.lstsq(atoms[chosen].T, y[:, None]).solution[:, 0]
+            residual = y - atoms[chosen].T @ coef
+        out_idx.append(chosen)
+        out_coef.append(coef)
+    return torch.tensor(out_idx), torch.stack(out_coef)
+
+
+def test_batched_omp_matches_textbook_omp(monkeypatch):
+    from tokenshift.transplant.methods import omp
+
+    monkeypatch.setattr(omp, "_fast_bf16_matmul", lambda device_type: False)  # float32 search: picks comparable exactly
+    gen = torch.Generator().manual_seed(0)
+    atoms = torch.randn(300, 24, generator=gen) * (0.5 + 2.5 * torch.rand(300, 1, generator=gen))
+    targets = torch.randn(40, 24, generator=gen)
+    for gram_bytes in (omp.GRAM_BYTES, 0):  # the stored Gram matrix and the per-step columns
+        monkeypatch.setattr(omp, "GRAM_BYTES", gram_bytes)
+        idx, coef = omp.batched_omp(targets, atoms, k=5, candidates=len(atoms), chunk=16)
+        ref_idx, ref_coef = reference_omp(targets, atoms, 5)
+        assert torch.equal(idx, ref_idx)
+        assert torch.allclose(coef, ref_coef, atol=1e-4, rtol=1e-3)
+    # narrowed to a few candidates, the fit can only be as good as exact OMP's, never better
+    idx, coef = omp.batched_omp(targets, atoms, k=5, candidates=20)
+    fit = lambda i, c: ((targets - torch.einsum("bk,bkd->bd", c, atoms[i])).norm(dim=1)).mean()  # noqa: E731
+    assert fit(idx, coef) >= fit(ref_idx, ref_coef) - 1e-5

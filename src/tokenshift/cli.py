@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model asset, folder or Hugging Face id")
     p.add_argument("tokenizer", help="the new tokenizer (asset, tokenizer.json, folder, ...)")
     p.add_argument("--method", default="subword", choices=list(METHODS), help="how new rows are initialised")
-    p.add_argument("--donor", help="omp: a model trained with the new tokenizer")
+    p.add_argument("--donor", help="omp, blend: a model trained with the new tokenizer")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="method option, e.g. k=8 (repeatable)")
     p.add_argument("--pad-to-multiple-of", type=int, help="round the embedding rows up to a multiple of this (e.g. 64)")
     p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")

@@ -17,16 +17,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .bpe import train_bpe
-from .merges import append_merges, continue_merges
+from .merges import Segmentation, append_merges_to_spec, encode_chunks, learn_merges
 from .pretokenize import byte_level_pre_tokenizer_json, superword_pattern, word_pattern
 
 if TYPE_CHECKING:
     import tokenizers
 
 DEFAULT_TRANSITION = 0.8  # share of the vocabulary learned as subwords before superwords start
+WORDS_PER_BLOCK = 256  # words per pre-tokenized input when encoding distinct words
 
 
 def count_word_runs(documents: Iterable[str], digits: str) -> tuple[Counter[str], Iterator[str]]:
@@ -35,13 +36,63 @@ def count_word_runs(documents: Iterable[str], digits: str) -> tuple[Counter[str]
 
     runs: Counter[str] = Counter()
     compiled = regex.compile(superword_pattern(digits))
+    assert compiled.groups == 1, "findall must return the words group alone"
 
     def passthrough() -> Iterator[str]:
         for doc in documents:
-            runs.update(m.group("words") for m in compiled.finditer(doc) if m.group("words"))
+            runs.update(compiled.findall(doc))  # "" for the pretokens that are not word runs
             yield doc
+        runs.pop("", None)
 
     return runs, passthrough()
+
+
+def encode_word_runs(stage1: tokenizers.Tokenizer, runs: Counter[str]) -> Segmentation:
+    """Segment the word runs with ``stage1``, encoding each distinct word once instead of each run.
+
+    A run's stage-1 pretokens are its words, cut before each space: "(of the" -> "(of", " the".
+    In the stage-1 rule (:func:`.pretokenize.word_pattern`) a match holds a space only as its first
+    character, or holds nothing but whitespace, and a run's only whitespace is those spaces and maybe
+    its first character; so each cut is a match boundary, no match reaches past the next cut, and
+    encoding the words one by one gives exactly the run's ids (whatever Unicode version either regex
+    engine uses for letters). An added token with a space in it could span a cut: then each run is
+    encoded whole.
+    """
+    import numpy as np
+
+    if not runs or any(" " in token.content for token in stage1.get_added_tokens_decoder().values()):
+        return encode_chunks(stage1, runs)
+    texts = list(runs)
+    index: dict[str, int] = {}
+    # "\n" never occurs in a run, so it can mark where one ends. A run splits into its spaces + 1
+    # parts: its words, after "" when it starts with a space.
+    parts = "\n".join(texts).replace(" ", "\n ").split("\n")
+    sequence = np.fromiter([index.setdefault(part, len(index)) for part in parts], dtype=np.int64, count=len(parts))
+    del parts
+    word_ids, word_lengths = _encode_words(stage1, list(index))
+    # The ids of part k are word_ids[firsts[k] : firsts[k] + part_lengths[k]]; laid end to end, id j
+    # of the result comes from word_ids[j + firsts[k] - (parts' ids before part k)].
+    part_lengths = word_lengths[sequence]
+    firsts = (np.cumsum(word_lengths) - word_lengths)[sequence]
+    gather = np.repeat(firsts - (np.cumsum(part_lengths) - part_lengths), part_lengths) + np.arange(int(part_lengths.sum()))
+    parts_per_run = np.fromiter((text.count(" ") + 1 for text in texts), dtype=np.int64, count=len(texts))
+    run_lengths = np.add.reduceat(part_lengths, np.cumsum(parts_per_run) - parts_per_run)
+    kept = run_lengths >= 2
+    counts = np.fromiter(runs.values(), dtype=np.int64, count=len(runs))
+    return Segmentation(word_ids[gather][np.repeat(kept, run_lengths)], run_lengths[kept], counts[kept])
+
+
+def _encode_words(stage1: tokenizers.Tokenizer, words: list[str]) -> tuple[Any, Any]:
+    """(ids, lengths): every word's stage-1 ids end to end, and how many each has. The words go in
+    blocks as pre-tokenized input, one encoding per block: much cheaper than one per word."""
+    import numpy as np
+
+    blocks = [words[start : start + WORDS_PER_BLOCK] for start in range(0, len(words), WORDS_PER_BLOCK)]
+    encodings = stage1.encode_batch(blocks, is_pretokenized=True, add_special_tokens=False)
+    ids = np.concatenate([np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings])
+    owners = np.concatenate([np.asarray(encoding.word_ids, dtype=np.int64) + block * WORDS_PER_BLOCK
+                             for block, encoding in enumerate(encodings)])
+    return ids, np.bincount(owners, minlength=len(words))
 
 
 def train_superbpe(
@@ -68,8 +119,8 @@ def train_superbpe(
     runs, counted = count_word_runs(documents, digits)
     stage1 = train_bpe(counted, vocab_size=t, pattern=word_pattern(digits), special_tokens=special_tokens,
                        min_frequency=min_frequency, show_progress=show_progress, length=length)
-    merges = continue_merges(stage1, runs, n_merges=vocab_size - stage1.get_vocab_size(with_added_tokens=True),
-                             max_token_pieces=max_words, min_frequency=min_frequency, show_progress=show_progress)
-    spec = json.loads(append_merges(stage1, merges).to_str())
+    merges = learn_merges(stage1, encode_word_runs(stage1, runs), n_merges=vocab_size - stage1.get_vocab_size(with_added_tokens=True),
+                          max_token_pieces=max_words, min_frequency=min_frequency, show_progress=show_progress)
+    spec = append_merges_to_spec(json.loads(stage1.to_str()), merges)
     spec["pre_tokenizer"] = byte_level_pre_tokenizer_json(superword_pattern(digits))
     return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))

@@ -2,7 +2,12 @@
 
 Every new id gets one assignment:
 - ``exact``: its byte string is an old token (Ġ / ▁ / <0xNN> spellings normalised): the row is copied;
-- ``special``: a special token matched by role (bos, eos, pad, unk) or by its chat-marker name;
+- ``special``: a special token, matched in this order: the token each document starts with takes the
+  old tokenizer's (BOS for Gemma or Llama-3, ``<|endoftext|>`` for SmolLM2 or Qwen, see
+  :meth:`Tokenizer.conditioning_token`), then a special token of the same name (chat markers,
+  ``<|endoftext|>``), then one of the same role (bos, eos, pad, unk). Document start comes first
+  because roles disagree between families: SmolLM2-Instruct's BOS is the chat marker
+  ``<|im_start|>``, so Gemma's ``<bos>`` by role would start every document as a chat turn;
 - ``composed``: built by the method from the old tokens that spell it (its "pieces");
 - ``fallback``: nothing to build from (an unmatched special token, an unused id): the mean row.
 """
@@ -74,6 +79,14 @@ def old_pieces(old: Tokenizer, data: bytes) -> list[int]:
         return [i for i in ids if i is not None]
 
 
+def _document_start(tokenizer: Tokenizer) -> int | None:
+    """The token a document is conditioned on, or None if the tokenizer has none."""
+    try:
+        return tokenizer.conditioning_token()
+    except ValueError:
+        return None
+
+
 def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPlan:
     """Match every new id to old rows (see the module docstring). ``old_rows``: the old model's
     embedding rows; old ids at or beyond it are never used."""
@@ -81,8 +94,10 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
 
     old_by_bytes = {data: idx for data, idx in byte_vocabulary(old).items() if idx < old_rows}
     old_vocab = old.backend.get_vocab(with_added_tokens=True)
+    old_specials = set(old.special.all_special)
     new_specials = set(new.special.all_special)
     role_of_new = {getattr(new.special, role): role for role in ("bos", "eos", "pad", "unk") if getattr(new.special, role) is not None}
+    document_start = {_document_start(new): _document_start(old)} if _document_start(new) is not None else {}
     assignment: list[str] = []
     copy_new: list[int] = []
     copy_old: list[int] = []
@@ -95,11 +110,13 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
     for new_id in range(new.vocab_size):
         data = new_bytes[new_id]
         name = new.id_to_token(new_id)
-        if new_id in new_specials or new_id in role_of_new:
+        if new_id in new_specials or new_id in role_of_new or new_id in document_start:
             role = role_of_new.get(new_id)
-            old_id = getattr(old.special, role) if role else None
-            if old_id is None and name is not None and name in old_vocab and old_vocab[name] in old.special.all_special:
-                old_id = old_vocab[name]  # chat markers and other specials with the same name
+            old_id = document_start.get(new_id)
+            if old_id is None and name is not None and old_vocab.get(name) in old_specials:
+                old_id = old_vocab[name]
+            if old_id is None and role is not None:
+                old_id = getattr(old.special, role)
             if old_id is not None and old_id < old_rows:
                 assignment.append("special")
                 copy_new.append(new_id)

@@ -112,7 +112,7 @@ def transplant(
     config = config or TransplantConfig()
     method = get_method(config.method)
     if config.donor and not method.uses_donor:
-        raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method omp")
+        raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method blend (or omp)")
     if out is not None and Path(out).exists():
         raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
     started = time.perf_counter()

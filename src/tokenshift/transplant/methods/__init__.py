@@ -37,4 +37,4 @@ def get_method(name: str) -> Method:
     return lookup(METHODS, name, what="transplant method")
 
 
-from . import hybrid, mean, omp, scaled, subword  # noqa: E402,F401  (registration)
+from . import blend, hybrid, mean, omp, scaled, subword  # noqa: E402,F401  (registration)
