@@ -3,7 +3,8 @@
 Pairs: (a) the Gemma-3 tokenizer, with gemma3-270m as donor; (b) the Qwen2.5 tokenizer; (c) a 32k
 tokenizer trained on wiki fr+en (dressed like SmolLM2's). For each tokenshift method and each peer
 that can run on the pair: bits per byte on the leading ``--max-bytes`` of wiki-en/fr/es:test,
-transplant wall time and peak memory (each transplant in its own process). The original model with
+transplant wall time, CPU time (all threads; less sensitive than wall time to a shared machine) and
+peak memory (each transplant in its own process). The original model with
 its own tokenizer is the first row.
 
 Peers run under ``--peer-python`` (a separate environment, since their dependencies differ):
@@ -43,7 +44,9 @@ try:
 except SystemExit as exc:
     if exc.code:
         raise
-print(json.dumps({"seconds": time.perf_counter() - started, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": time.perf_counter() - started, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                  "peak_rss_mb": usage.ru_maxrss / 1024}))
 """
 
 
@@ -79,9 +82,10 @@ def worker(tokenizer: str, method: str, donor: str | None, max_bytes: int) -> No
     options = {"k": K} if method in ("omp", "blend") else {}
     model, new, report = transplant("smollm2-135m", tokenizer, config=TransplantConfig(method=method, donor=donor, options=options))
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     loaded = LoadedModel(model=model, tokenizer=new, name=method, device="cpu", dtype="float32")
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "bpb": evaluate_all(loaded, max_bytes), "counts": report.counts}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+                      "bpb": evaluate_all(loaded, max_bytes), "counts": report.counts}))
 
 
 def peer_worker(peer: str, output: str, tokenizer: str, max_bytes: int) -> None:
@@ -188,10 +192,10 @@ def main() -> None:
 
     cache = args.peer_cache or tokenshift_home() / "bench-peers"
     table = Table(title=f"smollm2-135m transplants, bits per byte on the leading {args.max_bytes:,} bytes of each test split (lower is better)")
-    for column in ("pair", "method", *TEXTS, "seconds", "peak MB", "notes"):
+    for column in ("pair", "method", *TEXTS, "seconds", "CPU s", "peak MB", "notes"):
         table.add_column(column, justify="left" if column in ("pair", "method", "notes") else "right")
     original = evaluate_all(load_model("smollm2-135m", device="cpu"), args.max_bytes)
-    table.add_row("-", "original tokenizer", *(f"{original[t]:.4f}" for t in TEXTS), "-", "-", "")
+    table.add_row("-", "original tokenizer", *(f"{original[t]:.4f}" for t in TEXTS), "-", "-", "-", "")
     me = [sys.executable, __file__, "--max-bytes", str(args.max_bytes)]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -203,9 +207,9 @@ def main() -> None:
                 row = run_json([*me, "--worker", tokenizer, method, use_donor or "-"])
                 name = f"{method} (k={K}, donor {use_donor})" if use_donor else method
                 if isinstance(row, str):
-                    table.add_row(label, name, *("failed" for _ in TEXTS), "-", "-", row)
+                    table.add_row(label, name, *("failed" for _ in TEXTS), "-", "-", "-", row)
                     continue
-                table.add_row(label, name, *(f"{row['bpb'][t]:.4f}" for t in TEXTS), f"{row['seconds']:.1f}",
+                table.add_row(label, name, *(f"{row['bpb'][t]:.4f}" for t in TEXTS), f"{row['seconds']:.1f}", f"{row['cpu_seconds']:.1f}",
                               f"{row['peak_rss_mb']:,.0f}", " ".join(f"{k}={v}" for k, v in sorted(row["counts"].items())))
             for peer in args.peers:
                 if pair not in PEERS[peer]:
@@ -215,9 +219,10 @@ def main() -> None:
                 made = missing or run_peer(peer, pair, tokenizer, donor, args.peer_python, cache, scratch)
                 scored = made if isinstance(made, str) else run_json([*me, "--peer-worker", peer, made["output"], tokenizer])
                 if isinstance(scored, str):
-                    table.add_row(label, name, *("-" for _ in TEXTS), "-", "-", scored)
+                    table.add_row(label, name, *("-" for _ in TEXTS), "-", "-", "-", scored)
                     continue
-                table.add_row(label, name, *(f"{scored['bpb'][t]:.4f}" for t in TEXTS), f"{made['seconds']:.1f}",
+                cpu = f"{made['cpu_seconds']:.1f}" if "cpu_seconds" in made else "-"
+                table.add_row(label, name, *(f"{scored['bpb'][t]:.4f}" for t in TEXTS), f"{made['seconds']:.1f}", cpu,
                               f"{made['peak_rss_mb']:,.0f}", "peer")
     Console(width=240).print(table)
 

@@ -32,8 +32,10 @@ def main(source: str, target_tokenizer: str, train_text: str, out: str) -> None:
                        target_training_data_path=train_text, auxiliary_embedding_mode="fasttext-tokenlevel",
                        processes=2, verbosity="silent")
     save_file({"embeddings": embeddings.contiguous().float()}, out)
+    usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"seconds": time.perf_counter() - started,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "cpu_seconds": usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
+                      "peak_rss_mb": usage.ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":
