@@ -61,28 +61,26 @@ def _gram_columns(atoms_n: Any, search: Any) -> Any:
     return lambda picked, cand: torch.einsum("bcd,bd->bc", atoms_n[cand], atoms_n[picked])
 
 
-def batched_omp(
-    targets: Any, atoms: Any, *, k: int, candidates: int = 256, cosine: bool = True, chunk: int = CHUNK,
-) -> tuple[Any, Any]:
+def batched_omp(targets: Any, atoms: Any, *, k: int, candidates: int = 256, chunk: int = CHUNK) -> tuple[Any, Any]:
     """Sparse codes of ``targets`` (B, D) over ``atoms`` (A, D): indices (B, k) into atoms and float32
     coefficients (B, k) such that ``targets[b] ≈ Σ_j coef[b, j] * atoms[idx[b, j]]``.
 
-    Atoms are picked by absolute cosine with the residual (``cosine``, scale-free, as textbook OMP) or by
-    absolute inner product (as tokensurgeon, which favours long rows); ``candidates`` bounds the anchors
-    each target's pursuit can pick from (``len(atoms)`` for exact OMP)."""
+    Atoms are picked by absolute cosine with the residual (scale-free, as textbook OMP; tokensurgeon
+    picks by inner product, which gave the same fit on Gemma-3's rows); ``candidates`` bounds the
+    anchors each target's pursuit can pick from (``len(atoms)`` for exact OMP)."""
     import torch
 
     atoms = atoms.float()
     k = min(k, len(atoms))
     candidates = min(max(candidates, k), len(atoms))
-    atoms_n = torch.nn.functional.normalize(atoms, dim=1) if cosine else atoms
+    atoms_n = torch.nn.functional.normalize(atoms, dim=1)
     search = atoms_n.to(torch.bfloat16) if _fast_bf16_matmul(atoms.device.type) else atoms_n
     gram_columns = _gram_columns(atoms_n, search)
     all_idx, all_coef = [], []
     for start in range(0, len(targets), chunk):
         y = targets[start : start + chunk].float()
         b = len(y)
-        scores = torch.nn.functional.normalize(y, dim=1).to(search.dtype) @ search.T  # (b, A) cosines or inner products
+        scores = torch.nn.functional.normalize(y, dim=1).to(search.dtype) @ search.T  # (b, A) cosines
         cand = scores.abs().topk(candidates, dim=1).indices  # (b, C)
         alpha0 = scores.gather(1, cand).float()
         alpha = alpha0.clone()
@@ -118,7 +116,7 @@ def anchor_rows(plan: Any) -> tuple[Any, Any]:
     return plan.copy_new[mask], plan.copy_old[mask]
 
 
-def omp_codes(old: Any, plan: Any, *, donor: Any, k: int, candidates: int) -> tuple[Any, Any, Any]:
+def omp_codes(old: Any, plan: Any, *, donor: Any, k: int, candidates: int) -> tuple[Any, Any, Any] | None:
     """Sparse codes of the composed tokens: (anchor old ids (A,), indices (n_composed, k) into them,
     coefficients (n_composed, k)); None when there is nothing to code or no anchor."""
     anchor_new, anchor_old = anchor_rows(plan)
