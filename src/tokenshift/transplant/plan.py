@@ -97,7 +97,8 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
     old_specials = set(old.special.all_special)
     new_specials = set(new.special.all_special)
     role_of_new = {getattr(new.special, role): role for role in ("bos", "eos", "pad", "unk") if getattr(new.special, role) is not None}
-    document_start = {_document_start(new): _document_start(old)} if _document_start(new) is not None else {}
+    new_start = _document_start(new)
+    document_start = {} if new_start is None else {new_start: _document_start(old)}
     assignment: list[str] = []
     copy_new: list[int] = []
     copy_old: list[int] = []
