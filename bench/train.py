@@ -5,7 +5,13 @@ tokenshift superbpe, the HF BpeTrainer used directly (the stock recipe: ByteLeve
 the model tokenizers in the assets at their own sizes; training wall time and peak memory of each
 trainer, each run in its own process so that peak memory is its own.
 
-    python bench/train.py [--vocab 32768 49152] [--langs en fr es]
+An extension section: SmolLM2's tokenizer + 8,192 merges learned on wiki-fr:train and on
+wiki-es:train, with the default protection of English (wiki-en:train) and without it: tokens per
+byte on the test split of the new language against SmolLM2's (whole split and its leading 32,000
+bytes), whether every digit of 2,000 random strings stays one token, the share of wiki-en:test's
+tokens that change, and training time.
+
+    python bench/train.py [--vocab 32768 49152] [--langs en fr es] [--sections main extension]
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from targets import targets_table  # bench/targets.py, beside this script
 
 TRAINERS = ("hf-bpe", "hf-bpe-gpt4-regex", "tokenshift-bpe", "tokenshift-superbpe")
 MODEL_TOKENIZERS = ("smollm2", "llama-3", "gemma-3")
@@ -63,10 +71,75 @@ def bytes_per_token(tokenizer, docs: list[str]) -> float:
     return sum(len(d.encode("utf-8")) for d in docs) / sum(len(ids) for ids in tokenizer.encode_batch(docs))
 
 
+EXTENSION_MERGES = 8192
+
+
+def digit_runs_stay_single(tokenizer, samples: int = 2000) -> float:
+    """The share of random strings (digit runs among words, punctuation and spaces) in which every
+    digit is a token of its own."""
+    import random
+
+    import regex
+
+    rng = random.Random(0)
+    words = ["le", "de", "année", "en", "the", "in", "€", ",", ".", "-", " ", "  ", "km", "n°"]
+    kept = 0
+    for _ in range(samples):
+        text = "".join(rng.choice([rng.choice(words), str(rng.randint(0, 10 ** rng.randint(1, 12)))]) + rng.choice(["", " "])
+                       for _ in range(rng.randint(1, 8)))
+        encoded = tokenizer.encode_with_offsets(text)
+        data = text.encode("utf-8")
+        kept += all(not regex.search(r"\p{N}", piece) or len(piece) == 1
+                    for piece in (data[a:b].decode("utf-8", "replace") for a, b in zip(encoded.starts, encoded.ends)))
+    return kept / samples
+
+
+def extension_section(console) -> None:
+    from rich.table import Table
+
+    from tokenshift.data import load_texts
+    from tokenshift.measure import changed_token_share
+    from tokenshift.tokenizer import load_tokenizer
+    from tokenshift.train import TrainConfig, train_tokenizer
+
+    base = load_tokenizer("smollm2")
+    english = load_texts("wiki-en:test").documents
+    table = Table(title=f"Extension: SmolLM2 + {EXTENSION_MERGES:,} merges (tokens per byte on each test split)")
+    for column in ("text", "protect", "tok/B base", "tok/B ext", "fewer", "leading 32 KB fewer", "digits single",
+                   "wiki-en:test changed", "train text changed", "train s"):
+        table.add_column(column, justify="left" if column in ("text", "protect") else "right")
+    checks = []
+    for lang in ("fr", "es"):
+        test = load_texts(f"wiki-{lang}:test").documents
+        lead = load_texts(f"wiki-{lang}:test", max_bytes=32000).documents
+        for protect in (None, ()):
+            started = time.perf_counter()
+            extended, report = train_tokenizer([f"wiki-{lang}:train"], TrainConfig(vocab_size=base.vocab_size + EXTENSION_MERGES,
+                                                                                   extend="smollm2", protect=protect))
+            seconds = time.perf_counter() - started
+            per_byte = {name: [sum(map(len, t.encode_batch(docs))) / sum(len(d.encode("utf-8")) for d in docs) for t in (base, extended)]
+                        for name, docs in (("test", test), ("lead", lead))}
+            fewer = 1 - per_byte["test"][1] / per_byte["test"][0]
+            fewer_lead = 1 - per_byte["lead"][1] / per_byte["lead"][0]
+            single = digit_runs_stay_single(extended)
+            changed = changed_token_share(base, extended, english)
+            label = "wiki-en:train" if protect is None else "none"
+            table.add_row(f"wiki-{lang}:train", label, f"{per_byte['test'][0]:.4f}", f"{per_byte['test'][1]:.4f}", f"{fewer:.1%}",
+                          f"{fewer_lead:.1%}", f"{single:.1%}", f"{changed:.2%}", f"{report.token_changes[f'wiki-{lang}:train']:.1%}",
+                          f"{seconds:.1f}")
+            if protect is None:
+                checks += [(f"wiki-{lang}:test tokens per byte below SmolLM2's", f"{fewer:.1%}", ">= 30%", fewer >= 0.30),
+                           (f"digit runs single ({lang} extension)", f"{single:.1%}", "100%", single == 1.0),
+                           (f"wiki-en:test tokens changed ({lang} extension)", f"{changed:.2%}", "<= 0.5%", changed <= 0.005)]
+    console.print(table)
+    console.print(targets_table("Extension targets (default protection)", checks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", nargs="+", type=int, default=[32768, 49152])
     parser.add_argument("--langs", nargs="+", default=["en", "fr", "es"])
+    parser.add_argument("--sections", nargs="+", default=["main", "extension"], choices=["main", "extension"])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--texts", nargs="+", help=argparse.SUPPRESS)
@@ -76,6 +149,15 @@ def main() -> None:
         return
 
     from rich.console import Console
+
+    console = Console(width=200)
+    if "main" in args.sections:
+        main_section(args, console)
+    if "extension" in args.sections:
+        extension_section(console)
+
+
+def main_section(args, console) -> None:
     from rich.table import Table
 
     from tokenshift.data import load_texts
@@ -108,7 +190,6 @@ def main() -> None:
     for r in rows:
         table.add_row(r["tokenizer"], f"{r['vocab']:,}", *(f"{r[lang]:.3f}" for lang in args.langs),
                       "-" if r["seconds"] is None else f"{r['seconds']:.1f}", "-" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:,.0f}")
-    console = Console(width=200)
     console.print(table)
 
     checks = Table(title="Targets")

@@ -1,7 +1,9 @@
 """Benchmark: training-free transplants of smollm2-135m onto other tokenizers, every method and peer side by side.
 
 Pairs: (a) the Gemma-3 tokenizer, with gemma3-270m as donor; (b) the Qwen2.5 tokenizer; (c) a 32k
-tokenizer trained on wiki fr+en (dressed like SmolLM2's). For each tokenshift method and each peer
+tokenizer trained on wiki fr+en (dressed like SmolLM2's); extensions: (x-fr) SmolLM2's tokenizer +
+8,192 merges learned on wiki-fr:train, (x-es) the same on wiki-es:train (``auto`` is the default
+method; a targets table checks it against the original and every other method). For each tokenshift method and each peer
 that can run on the pair: bits per byte on the leading ``--max-bytes`` of wiki-en/fr/es:test,
 transplant wall time, CPU time (all threads; less sensitive than wall time to a shared machine) and
 peak memory (each transplant in its own process). The original model with
@@ -14,7 +16,7 @@ Peers run under ``--peer-python`` (a separate environment, since their dependenc
 Their outputs are kept in ``--peer-cache`` with the measured time, and reused on the next run
 (tokensurgeon takes over an hour on 2 CPU cores for pair (a)).
 
-    python bench/transplant.py [--pairs a b c] [--methods mean subword hybrid omp scaled blend] [--max-bytes 8000]
+    python bench/transplant.py [--pairs a b c x-fr x-es] [--methods auto mean subword hybrid omp scaled blend] [--max-bytes 8000]
                                [--peer-python /path/to/venv/bin/python] [--peer-cache DIR]
 """
 
@@ -30,8 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from targets import targets_table  # bench/targets.py, beside this script
+
 TEXTS = ("wiki-en:test", "wiki-fr:test", "wiki-es:test")
 K = 8
+EXTENSION_MERGES = 8192
 PEERS = {"tokensurgeon": ("a",), "focus": ("b", "c")}
 HERE = Path(__file__).resolve().parent
 
@@ -56,6 +61,13 @@ def pair_tokenizer(pair: str, scratch: Path) -> tuple[str, str | None]:
         return "gemma-3", "gemma3-270m"
     if pair == "b":
         return "qwen2.5", None
+    if pair.startswith("x-"):
+        folder = scratch / f"smollm2-ext-{pair[2:]}"
+        if not folder.exists():
+            from tokenshift.train import TrainConfig, train_tokenizer
+
+            train_tokenizer([f"wiki-{pair[2:]}:train"], TrainConfig(vocab_size=49152 + EXTENSION_MERGES, extend="smollm2"), out=folder)
+        return str(folder), None
     if pair == "c":
         folder = scratch / "wiki-fr-en-32k"
         if not folder.exists():
@@ -63,7 +75,7 @@ def pair_tokenizer(pair: str, scratch: Path) -> tuple[str, str | None]:
 
             train_tokenizer(["wiki-fr:train", "wiki-en:train"], TrainConfig(vocab_size=32768, like="smollm2"), out=folder)
         return str(folder), None
-    raise ValueError(f"unknown pair {pair!r}; choose a, b or c")
+    raise ValueError(f"unknown pair {pair!r}; choose a, b, c, x-fr or x-es")
 
 
 def evaluate_all(loaded: object, max_bytes: int) -> dict[str, float]:
@@ -167,7 +179,7 @@ def peer_missing(peer: str, peer_python: str | None) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["a", "b", "c"])
-    parser.add_argument("--methods", nargs="*", default=["mean", "subword", "hybrid", "omp", "scaled", "blend"])
+    parser.add_argument("--methods", nargs="*", default=["auto", "mean", "subword", "hybrid", "omp", "scaled", "blend"])
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--max-bytes", type=int, default=8000)
     parser.add_argument("--peer-python", default=os.environ.get("TOKENSHIFT_PEER_PYTHON"), help="Python of a venv with the peers installed")
@@ -197,20 +209,30 @@ def main() -> None:
     original = evaluate_all(load_model("smollm2-135m", device="cpu"), args.max_bytes)
     table.add_row("-", "original tokenizer", *(f"{original[t]:.4f}" for t in TEXTS), "-", "-", "-", "")
     me = [sys.executable, __file__, "--max-bytes", str(args.max_bytes)]
+    checks: list[tuple[str, str, str, bool]] = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         for pair in args.pairs:
             tokenizer, donor = pair_tokenizer(pair, scratch)
             label = f"{pair}: {Path(tokenizer).name}"
+            scored: dict[str, dict[str, float]] = {}
             for method in args.methods:
-                use_donor = donor if METHODS[method].uses_donor else None
+                use_donor = donor if method == "auto" or METHODS[method].uses_donor else None
                 row = run_json([*me, "--worker", tokenizer, method, use_donor or "-"])
                 name = f"{method} (k={K}, donor {use_donor})" if use_donor else method
                 if isinstance(row, str):
                     table.add_row(label, name, *("failed" for _ in TEXTS), "-", "-", "-", row)
                     continue
+                scored[method] = row["bpb"]
                 table.add_row(label, name, *(f"{row['bpb'][t]:.4f}" for t in TEXTS), f"{row['seconds']:.1f}", f"{row['cpu_seconds']:.1f}",
                               f"{row['peak_rss_mb']:,.0f}", " ".join(f"{k}={v}" for k, v in sorted(row["counts"].items())))
+            if pair.startswith("x-") and "auto" in scored:
+                language = f"wiki-{pair[2:]}:test"
+                auto = scored["auto"]
+                best = min(bpb[language] for bpb in scored.values())
+                english = auto["wiki-en:test"] / original["wiki-en:test"] - 1
+                checks.append((f"{pair}: auto, wiki-en:test vs original", f"{english:+.2%}", "<= +1%", english <= 0.01))
+                checks.append((f"{pair}: auto, {language} vs the best method", f"{auto[language]:.4f} vs {best:.4f}", "lowest", auto[language] <= best))
             for peer in args.peers:
                 if pair not in PEERS[peer]:
                     continue
@@ -224,7 +246,10 @@ def main() -> None:
                 cpu = f"{made['cpu_seconds']:.1f}" if "cpu_seconds" in made else "-"
                 table.add_row(label, name, *(f"{scored['bpb'][t]:.4f}" for t in TEXTS), f"{made['seconds']:.1f}", cpu,
                               f"{made['peak_rss_mb']:,.0f}", "peer")
-    Console(width=240).print(table)
+    console = Console(width=240)
+    console.print(table)
+    if checks:
+        console.print(targets_table("Extension targets", checks))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,18 @@ def train_byte_level_bpe(vocab_size: int = 320, specials: tuple[str, ...] = ("<|
     return backend
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run several times faster on one thread than on cores shared with other work;
+    a module asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_backend():
     return train_byte_level_bpe()

@@ -59,6 +59,56 @@ def test_smollm2_tokenizer_asset_matches_model_folder():
     assert a.encode(text) == b.encode(text) and a.vocab_size == b.vocab_size == 49152
 
 
+
+def test_smollm2_assets_pre_tokenize_as_their_gguf_names():
+    """Each tokenizer built from a GGUF cuts text as llama.cpp does for the file's tokenizer.ggml.pre
+    (smollm: every digit alone, then GPT-2's regex), model folder and tokenizer asset alike."""
+    require("smollm2", "smollm2-135m")
+    from tokenshift.assets.registry import _smollm2_gguf
+    from tokenshift.measure import digit_scheme
+    from tokenshift.tokenizer import load_tokenizer
+    from tokenshift.tokenizer.pretokenizers import gguf_tokenizer_kind, matching_names
+
+    model, pre = gguf_tokenizer_kind(_smollm2_gguf())
+    assert (model, pre) == ("gpt2", "smollm")
+    for name in ("smollm2", "smollm2-135m"):
+        tokenizer = load_tokenizer(name)
+        assert matching_names(tokenizer.backend)[0] == pre
+        assert [tokenizer.id_to_token(i) for i in tokenizer.encode("In 2023, 12345")] == ["In", "Ġ", "2", "0", "2", "3", ",", "Ġ", "1", "2", "3", "4", "5"]
+        assert digit_scheme(tokenizer) == "single"
+
+
+def test_extending_smollm2_keeps_its_digits_and_english():
+    require("smollm2", "wiki-fr", "wiki-en")
+    from tokenshift.data import load_texts
+    from tokenshift.measure import changed_token_share, digit_scheme
+    from tokenshift.tokenizer import load_tokenizer
+    from tokenshift.train import TrainConfig, train_tokenizer
+
+    base = load_tokenizer("smollm2")
+    extended, report = train_tokenizer(["wiki-fr:validation"], TrainConfig(vocab_size=base.vocab_size + 512, extend="smollm2"))
+    assert report.digits == digit_scheme(extended) == "single" and report.pre_tokenizer[0] == "smollm"
+    assert set(report.token_changes) == {"wiki-fr:validation", "wiki-en:train"} and report.token_changes["wiki-en:train"] < 0.005
+    english = load_texts("wiki-en:test", max_bytes=50000).documents
+    assert changed_token_share(base, extended, english) < 0.005
+
+
+@pytest.mark.slow
+def test_gemma3_asset_is_sentencepiece_and_extends():
+    require("gemma-3", "wiki-fr")
+    from tokenshift.measure import digit_scheme
+    from tokenshift.tokenizer import load_tokenizer
+    from tokenshift.train import TrainConfig, train_tokenizer
+
+    base = load_tokenizer("gemma-3")
+    assert base.kind == "metaspace" and digit_scheme(base) == "single"
+    extended, report = train_tokenizer(["wiki-fr:validation"], TrainConfig(vocab_size=base.vocab_size + 256, extend="gemma-3", protect=()))
+    assert extended.vocab_size == base.vocab_size + 256 and report.digits == "single"
+    text = "Le développement de l'intelligence artificielle, en 2024 : 12 345 €."
+    assert extended.decode(extended.encode(text)) == text
+    assert len(extended.encode(text)) <= len(base.encode(text))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("asset, encoding", [("cl100k", "cl100k_base"), ("o200k", "o200k_base")])
 def test_openai_encodings_match_bpe_openai(asset, encoding):
@@ -90,8 +140,11 @@ def test_demo_runs_end_to_end():
     require("smollm2-135m", "smollm2", "gpt2", "llama-3", "qwen2.5", "cl100k", "wiki-en", "wiki-fr", "wiki-es")
     from tokenshift.demo import run_demo
 
-    report = run_demo(max_bytes=1500)
-    assert len(report.original) == len(report.transplanted) == 3 and len(report.measurements) == 18
-    assert all(math.isfinite(r.bits_per_byte) for r in report.original + report.transplanted)
-    french = report.transplanted[1]
-    assert french.tokens_per_byte < 0.85 * report.original[1].tokens_per_byte  # the new tokenizer reads French in fewer tokens
+    report = run_demo(max_bytes=1500, minutes=0.5)
+    assert len(report.original) == len(report.transplanted) == len(report.healed) == 3 and len(report.measurements) == 18
+    assert all(math.isfinite(r.bits_per_byte) for r in report.original + report.transplanted + report.healed)
+    french = report.healed[1]
+    assert french.tokens_per_byte < 0.85 * report.original[1].tokens_per_byte  # the extension reads French in fewer tokens
+    assert report.heal.recipe == "rows" and report.transplant.extension
+    # never worse than the zero-shot start on the texts heal evaluated; French is one of them
+    assert report.heal.kept["bits_per_byte"]["wiki-fr:train (held out)"] <= report.heal.curve[0]["bits_per_byte"]["wiki-fr:train (held out)"]

@@ -176,16 +176,173 @@ def test_cutting_at_a_floor_changes_no_merge(monkeypatch, seed):
 def test_extension_keeps_every_old_id(tiny_tokenizer, tmp_path):
     tiny_tokenizer.save(tmp_path / "base")
     (tmp_path / "new.txt").write_text("\n".join(phrase_corpus(200)), encoding="utf-8")
-    extended, report = train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=tiny_tokenizer.vocab_size + 80, extend=str(tmp_path / "base")),
-                                       out=tmp_path / "extended")
+    extended, report = train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=tiny_tokenizer.vocab_size + 60, extend=str(tmp_path / "base"),
+                                                                                protect=()), out=tmp_path / "extended")
     old_vocab = tiny_tokenizer.backend.get_vocab(with_added_tokens=True)
     new_vocab = extended.backend.get_vocab(with_added_tokens=True)
     assert all(new_vocab[token] == idx for token, idx in old_vocab.items())
-    assert report.vocab_size == extended.vocab_size == tiny_tokenizer.vocab_size + 80
+    assert report.vocab_size == extended.vocab_size == tiny_tokenizer.vocab_size + 60
     assert min(idx for token, idx in new_vocab.items() if token not in old_vocab) == tiny_tokenizer.vocab_size
+    old_merges = json.loads(tiny_tokenizer.backend.to_str())["model"]["merges"]
+    assert json.loads(extended.backend.to_str())["model"]["merges"][: len(old_merges)] == old_merges
     text = phrase_corpus(20)[5]
     assert len(extended.encode(text)) < len(tiny_tokenizer.encode(text))
     assert extended.decode(extended.encode(text)) == text
+    assert report.base_vocab_size == tiny_tokenizer.vocab_size
+    assert set(report.token_changes) == {str(tmp_path / "new.txt")} and 0 < report.token_changes[str(tmp_path / "new.txt")] <= 1
+
+
+NUMBERS_TEXT = [f"In {1900 + i % 120}, {i * 7919} people paid {i * 31}.{i % 100:02d} euros for 12345 items." for i in range(300)]
+
+
+def single_digit_base(tmp_path):
+    """A byte-level BPE that reads digits one at a time (SmolLM2's scheme: Digits, then ByteLevel)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    backend.train_from_iterator(synthetic_corpus(), trainer=trainer)
+    folder = tmp_path / "single-digit-base"
+    folder.mkdir()
+    backend.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def digit_extension(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("digits")
+    base = single_digit_base(tmp)
+    (tmp / "numbers.txt").write_text("\n".join(NUMBERS_TEXT), encoding="utf-8")
+    extended, report = train_tokenizer([str(tmp / "numbers.txt")], TrainConfig(vocab_size=320, extend=str(base), protect=()))
+    return load_tokenizer(base), extended, report
+
+
+DIGIT_TEXT = st.text(alphabet=st.sampled_from(list("0123456789 ,.-abcé€")), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=DIGIT_TEXT)
+def test_extension_of_a_single_digit_base_keeps_digits_single(digit_extension, text):
+    base, extended, _ = digit_extension
+    encoded = extended.encode_with_offsets(text)
+    data = text.encode("utf-8")
+    for start, end in zip(encoded.starts, encoded.ends):
+        piece = data[start:end].decode("utf-8", "replace")
+        assert not regex.search(r"\p{N}", piece) or len(piece) == 1, piece
+    assert extended.decode(extended.encode(text)) == text
+
+
+def test_extension_report_measures_the_output(digit_extension):
+    from tokenshift.measure import digit_scheme
+
+    base, extended, report = digit_extension
+    assert report.digits == digit_scheme(extended) == digit_scheme(base) == "single"
+    assert report.vocab_size == extended.vocab_size == 320
+    learned = [t for t, i in extended.backend.get_vocab().items() if i >= base.vocab_size]
+    assert learned and not any(regex.search(r"\d", t) and len(t) > 1 for t in learned)  # numbers.txt's words, never its numbers
+
+
+def test_protected_text_keeps_its_tokenization(tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save(tmp_path / "base")
+    shared = "the cat sat on a mat models read bytes"
+    new = [f"{shared} le chat mange une pomme par exemple {i}" for i in range(200)]
+    (tmp_path / "new.txt").write_text("\n".join(new), encoding="utf-8")
+    (tmp_path / "english.txt").write_text("\n".join([shared] * 200), encoding="utf-8")
+    reports = {}
+    for protect in ((), (str(tmp_path / "english.txt"),)):
+        _, reports[protect] = train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=tiny_tokenizer.vocab_size + 40,
+                                              extend=str(tmp_path / "base"), protect=protect))
+    unprotected, protected = reports[()], reports[(str(tmp_path / "english.txt"),)]
+    english = str(tmp_path / "english.txt")
+    from tokenshift.measure import changed_token_share
+
+    assert protected.token_changes[english] == 0.0
+    assert changed_token_share(tiny_tokenizer, load_tokenizer(tmp_path / "base"), [shared]) == 0.0
+    assert protected.token_changes[str(tmp_path / "new.txt")] > 0  # the French part still gets merges
+    assert english not in unprotected.token_changes
+
+
+def test_extension_refuses_what_it_cannot_extend(tmp_path):
+    from tokenizers import Tokenizer, models, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.train_from_iterator(synthetic_corpus(), trainer=trainers.BpeTrainer(vocab_size=200, show_progress=False))
+    spec = json.loads(backend.to_str())
+    spec["decoder"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "tokenizer.json").write_text(json.dumps(spec))
+    (tmp_path / "new.txt").write_text("le chat mange une pomme " * 50)
+    with pytest.raises(ValueError, match="no pre-tokenizer"):
+        train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=400, extend=str(tmp_path / "bare"), protect=()))
+    wordlevel = Tokenizer(models.WordLevel({"[UNK]": 0, "le": 1}, unk_token="[UNK]"))
+    (tmp_path / "wl").mkdir()
+    wordlevel.save(str(tmp_path / "wl" / "tokenizer.json"))
+    with pytest.raises(ValueError, match="needs a BPE tokenizer"):
+        train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=400, extend=str(tmp_path / "wl"), protect=()))
+    with pytest.raises(ValueError, match="only applies to --extend"):
+        train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=400, protect=("x.txt",)))
+
+
+def sentencepiece_base(tmp_path):
+    """A Gemma-style tokenizer: spaces normalised to ▁, byte fallback, no pre-tokenizer split, single digits."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    backend.normalizer = normalizers.Replace(" ", "\u2581")
+    # for training only: cut before each ▁ and around digits, as SentencePiece's rules do
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\u2581", behavior="merged_with_next"),
+                                                     pre_tokenizers.Digits(individual_digits=True)])
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"], show_progress=False)
+    backend.train_from_iterator(synthetic_corpus(), trainer=trainer)
+    spec = json.loads(backend.to_str())
+    vocab = spec["model"]["vocab"]
+    for byte in range(256):  # byte-fallback tokens, as Gemma has them
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    spec["pre_tokenizer"] = {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False}
+    spec["decoder"] = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                                                        {"type": "ByteFallback"}, {"type": "Fuse"}]}
+    folder = tmp_path / "spm-base"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": True}))
+    return folder
+
+
+def test_extension_of_a_sentencepiece_base(tmp_path):
+    from tokenshift.measure import digit_scheme
+
+    folder = sentencepiece_base(tmp_path)
+    base = load_tokenizer(folder)
+    assert base.kind == "metaspace"
+    text = [f"le développement extraordinaire, 北京 {i} fois; naïve café ✓ anticonstitutionnellement" for i in range(300)]
+    (tmp_path / "new.txt").write_text("\n".join(text), encoding="utf-8")
+    extended, report = train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=base.vocab_size + 30, extend=str(folder), protect=()))
+    old_vocab = base.backend.get_vocab(with_added_tokens=True)
+    new_vocab = extended.backend.get_vocab(with_added_tokens=True)
+    assert all(new_vocab[token] == idx for token, idx in old_vocab.items()) and extended.vocab_size == base.vocab_size + 30
+    learned = [t for t, i in new_vocab.items() if i >= base.vocab_size]
+    assert all("\u2581" not in t[1:].lstrip("\u2581") for t in learned)  # ▁ only leads a token
+    assert not any(t.count("<0x") > 0 for t in learned)  # no merge of byte-fallback tokens
+    assert not any(regex.search(r"\p{N}", t) for t in learned)
+    assert not any(regex.search(r"\p{L}", t) and regex.search(r"[^\p{L}\p{M}\u2581]", t) for t in learned)
+    assert report.digits == digit_scheme(extended) == digit_scheme(base) == "single"
+    sample = text[7] + " Ωmega 😀 ✓✓"
+    assert extended.decode(extended.encode(sample)) == sample
+    assert len(extended.encode(text[7])) < len(base.encode(text[7]))
+
+
+def test_sentencepiece_chunks_follow_its_rules():
+    from tokenshift.train.extend import sentencepiece_chunks
+
+    assert sentencepiece_chunks("▁le▁chat,▁12▁北京大学abc▁▁x\n\nfin") == [
+        "▁le", "▁chat", ",", "▁", "1", "2", "▁北京大学", "abc", "▁▁x", "\n\n", "fin"]
+    assert sentencepiece_chunks("▁Привет▁мир!!") == ["▁Привет", "▁мир", "!!"]
+    assert sentencepiece_chunks("日本語のテキスト") == ["日本語のテキスト"]  # kana count as Han, as in SentencePiece
+    assert sentencepiece_chunks("naïve") == ["naïve"] and sentencepiece_chunks("nai\u0308ve") == ["nai\u0308ve"]
 
 
 def test_special_tokens_survive(trained):

@@ -55,7 +55,7 @@ def test_every_method_gives_finite_rows_and_exact_copies(method, tied, tiny_mode
     plan = build_plan(old.tokenizer, new, old_rows=old_in.shape[0])
     new_in = lm.get_input_embeddings().weight.detach()
     new_out = lm.get_output_embeddings().weight.detach()
-    assert new_in.shape[0] == new.vocab_size and torch.isfinite(new_in).all() and torch.isfinite(new_out).all()
+    assert new_in.shape[0] == -(-new.vocab_size // 64) * 64 and torch.isfinite(new_in).all() and torch.isfinite(new_out).all()
     assert report.counts["exact"] > 50 and report.counts["composed"] > 10
     assert torch.equal(new_in[plan.copy_new], old_in[plan.copy_old])  # bit-identical copies
     assert torch.equal(new_out[plan.copy_new], old_out[plan.copy_old])
@@ -103,7 +103,8 @@ def test_saved_folder_reloads_and_generates(tiny_model_dir, new_tokenizer_dir, t
     generated = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=new.special.eos)
     assert generated.shape[1] == ids.shape[1] + 5 and int(generated.max()) < new.vocab_size
     saved = json.loads((out / "transplant.json").read_text())
-    assert saved["method"] == "subword" and saved["counts"] == report.counts and saved["digits_old"] in ("single", "free", "group3-left", "group3-right")
+    assert saved["method"] == "scaled" and saved["counts"] == report.counts and saved["digits_old"] in ("single", "free", "group3-left", "group3-right")
+    assert sum(stop - start for start, stop in saved["copied_ids"]) == report.counts.get("exact", 0) + report.counts.get("special", 0)
 
 
 def test_killed_transplant_leaves_no_folder(tiny_model_dir, new_tokenizer_dir, tmp_path, monkeypatch):
@@ -123,6 +124,12 @@ def test_bad_input(tiny_model_dir, new_tokenizer_dir, tmp_path):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="omp", donor=str(tiny_model_dir)))
     with pytest.raises(ValueError, match="did you mean subword"):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="subwrd"))
+    with pytest.raises(ValueError, match="no option 'nosuch'.*its options: scale=0.85"):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="scaled", options={"nosuch": 3}))
+    with pytest.raises(ValueError, match="'scale' must be a number"):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="scaled", options={"scale": "abc"}))
+    with pytest.raises(ValueError, match="must be at least 1"):
+        transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(pad_to_multiple_of=0))
     with pytest.raises(ValueError, match="does not use a donor"):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="mean", donor=str(tiny_model_dir)))
     (tmp_path / "exists").mkdir()
@@ -208,3 +215,34 @@ def test_batched_omp_matches_textbook_omp(monkeypatch):
     idx, coef = omp.batched_omp(targets, atoms, k=5, candidates=20)
     fit = lambda i, c: ((targets - torch.einsum("bk,bkd->bd", c, atoms[i])).norm(dim=1)).mean()  # noqa: E731
     assert fit(idx, coef) >= fit(ref_idx, ref_coef) - 1e-5
+
+
+def test_extension_transplant_copies_old_rows_and_pads(tiny_model_dir, tmp_path):
+    """An extension keeps every old row at its id; auto picks the extension's method; rows are padded
+    to a multiple of 64 with the mean row, and the tokenizer never produces a padded id."""
+    import regex
+
+    from tokenshift.train import TrainConfig, train_tokenizer
+
+    from conftest import synthetic_corpus
+
+    (tmp_path / "new.txt").write_text("\n".join(f"{line} anticonstitutionnellement développement" for line in synthetic_corpus(200)))
+    old = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
+    train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=old.tokenizer.vocab_size + 30, extend=str(tiny_model_dir), protect=()),
+                    out=tmp_path / "ext")
+    lm, new, report = transplant(str(tiny_model_dir), str(tmp_path / "ext"), out=tmp_path / "moved")
+    assert report.extension and report.method == "scaled" and report.options == {"scale": 0.92} and "extends" in report.method_reason
+    assert report.copied_ids == [[0, old.tokenizer.vocab_size]]
+    rows = lm.get_input_embeddings().weight
+    old_rows = old.model.get_input_embeddings().weight
+    assert torch.equal(rows[: old_rows.shape[0]], old_rows)
+    assert rows.shape[0] % 64 == 0 and rows.shape[0] > new.vocab_size == old.tokenizer.vocab_size + 30
+    padded = rows[new.vocab_size :]
+    assert torch.allclose(padded, rows[: new.vocab_size].mean(0).expand_as(padded), atol=1e-6)
+    config = json.loads((tmp_path / "moved" / "config.json").read_text())
+    assert config["vocab_size"] == rows.shape[0] == report.embedding_rows
+    rng = __import__("random").Random(0)
+    alphabet = "abcdeéèfghlmnopqrstu 0123456789,.北京😀"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)] + synthetic_corpus(50)
+    assert max(max(ids, default=0) for ids in new.encode_batch(texts)) < new.vocab_size
+    assert not regex.search(r"\d\d", "".join(new.id_to_token(i) for i in range(old.tokenizer.vocab_size, new.vocab_size)))

@@ -146,15 +146,18 @@ def _transition(value: str) -> float | int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train_tokenizer
 
+    protect = None if args.protect is None else tuple(t for t in args.protect if t.lower() != "none")
     config = TrainConfig(vocab_size=args.vocab_size, kind=args.kind, digits=args.digits, like=args.like, extend=args.extend,
-                         special_tokens=tuple(args.special_tokens or ()), transition=args.transition, max_words=args.max_words,
-                         min_frequency=args.min_frequency)
+                         protect=protect, special_tokens=tuple(args.special_tokens or ()), transition=args.transition,
+                         max_words=args.max_words, min_frequency=args.min_frequency)
     _, report = train_tokenizer(args.text, config, out=Path(args.out), show_progress=sys.stderr.isatty() and not args.json)
     if args.json:
         _print_json(report.to_json())
     else:
         print(f"trained {args.kind} tokenizer: {report.vocab_size:,} ids, digits {report.digits}, on {report.documents:,} documents "
               f"({report.corpus_bytes / 1e6:.1f} MB) in {report.seconds:.1f} s, peak memory {report.peak_rss_mb:,.0f} MB -> {args.out}")
+        for spec, share in report.token_changes.items():
+            print(f"  {spec}: {share:.2%} of the base's tokens changed")
     return 0
 
 
@@ -181,7 +184,7 @@ def cmd_transplant(args: argparse.Namespace) -> int:
         _print_json(report.to_json())
     else:
         counts = ", ".join(f"{n:,} {kind}" for kind, n in sorted(report.counts.items()))
-        print(f"transplanted {report.model} onto {report.tokenizer} with {report.method}: {counts}; "
+        print(f"transplanted {report.model} onto {report.tokenizer} with {report.method} ({report.method_reason}): {counts}; "
               f"{report.embedding_rows:,} rows, {report.seconds:.1f} s -> {args.out}")
         for warning in report.warnings:
             print(f"warning: {warning}")
@@ -190,22 +193,26 @@ def cmd_transplant(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    from .report import bpb_table, language_cost_table, measurement_table, transplant_table
+    from .report import bpb_table, language_cost_table, measurement_table, story_table
 
+    console = _console()
     with _progress_bar() as bar:
-        report = run_demo(max_bytes=args.max_bytes, progress=None if args.json else _Progress(bar))
+        heal_lines = None if args.json else (lambda status: console.print(
+            f"heal {status.minutes:.1f} min: " + (status.message or ", ".join(f"{k} {v:.4f} bpb" for k, v in (status.evaluation or {}).items()))))
+        report = run_demo(max_bytes=args.max_bytes, minutes=args.minutes, progress=None if args.json else _Progress(bar),
+                          heal_progress=heal_lines)
     if args.json:
         _print_json(report.to_json())
         return 0
-    console = _console()
-    console.print(f"[bold]tokenshift demo[/bold]: train → transplant → evaluate, on the leading test-split documents "
+    console.print(f"[bold]tokenshift demo[/bold]: extend → transplant → heal → evaluate, on the leading test-split documents "
                   f"of each language, up to {report.max_bytes:,} bytes each")
-    console.print(f"trained {report.train.vocab_size:,}-id tokenizer on {' + '.join(report.train.texts)} in {report.train.seconds:.1f} s; "
-                  f"transplanted with {report.transplant.method} in {report.transplant.seconds:.1f} s ({report.transplant.counts})")
+    console.print(f"extended SmolLM2's tokenizer to {report.train.vocab_size:,} ids on {' + '.join(report.train.texts)} in {report.train.seconds:.1f} s; "
+                  f"transplanted with {report.transplant.method} in {report.transplant.seconds:.1f} s ({report.transplant.counts}); "
+                  f"healed ({report.heal.recipe}) in {report.heal.seconds:.0f} s")
     console.print(measurement_table(report.measurements))
     console.print(language_cost_table(report.measurements, reference_text=report.original[0].text))
-    console.print(bpb_table(report.original + report.transplanted, title="Bits per byte (lower is better)"))
-    console.print(transplant_table(report.original, report.transplanted))
+    console.print(bpb_table(report.original + report.transplanted + report.healed, title="Bits per byte (lower is better)"))
+    console.print(story_table(report.original, report.transplanted, report.healed))
     for note in report.notes:
         console.print(f"note: {note}")
     return 0
@@ -262,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="bpe", choices=["bpe", "superbpe"])
     p.add_argument("--like", help="carry this model tokenizer's special tokens, roles, chat template and post-processor")
     p.add_argument("--extend", help="keep this tokenizer's tokens and ids, append merges up to --vocab-size")
+    p.add_argument("--protect", nargs="+", metavar="TEXT",
+                   help="with --extend: text whose tokenization should change as little as possible (default: wiki-en:train; "
+                        "'none' protects nothing)")
     p.add_argument("--digits", choices=["single", "group3-left", "group3-right", "free"],
                    help="number pre-splitting (default: --like's scheme, else group3-left)")
     p.add_argument("--special-tokens", nargs="*", help="extra special tokens (never split or merged)")
@@ -277,10 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transplant", help="give a pretrained model a new tokenizer, training-free")
     p.add_argument("model", help="model asset, folder or Hugging Face id")
     p.add_argument("tokenizer", help="the new tokenizer (asset, tokenizer.json, folder, ...)")
-    p.add_argument("--method", default="subword", choices=list(METHODS), help="how new rows are initialised")
+    p.add_argument("--method", default="auto", choices=["auto", *METHODS],
+                   help="how new rows are initialised (auto: blend with a donor, else scaled; the lowest bits per byte measured)")
     p.add_argument("--donor", help="omp, blend: a model trained with the new tokenizer")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="method option, e.g. k=8 (repeatable)")
-    p.add_argument("--pad-to-multiple-of", type=int, help="round the embedding rows up to a multiple of this (e.g. 64)")
+    p.add_argument("--pad-to-multiple-of", type=int, default=64,
+                   help="round the embedding rows up to a multiple of this (default 64; 1: no padding)")
     p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--out", required=True, help="new folder for the transplanted model")
@@ -295,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=int, default=32_000)
+    p.add_argument("--minutes", type=float, default=5.0, help="heal budget in minutes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser

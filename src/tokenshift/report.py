@@ -74,6 +74,19 @@ def language_cost_table(measurements: Sequence[Any], reference_text: str) -> Tab
     return table
 
 
+def story_table(original: Sequence[Any], zero_shot: Sequence[Any], healed: Sequence[Any]) -> Table:
+    """Original / zero-shot transplant / healed model per text: tokens per byte and bits per byte, with
+    the changes against the original."""
+    table = Table(title="Original → zero-shot transplant → healed, same text")
+    for column in ("text", "tokens/byte", "→ new", "change", "bits/byte", "zero-shot", "change", "healed", "change"):
+        table.add_column(column, justify="left" if column == "text" else "right")
+    for a, z, h in zip(original, zero_shot, healed):
+        table.add_row(a.text, f"{a.tokens_per_byte:.4f}", f"{h.tokens_per_byte:.4f}", f"{h.tokens_per_byte / a.tokens_per_byte - 1:+.1%}",
+                      f"{a.bits_per_byte:.4f}", f"{z.bits_per_byte:.4f}", f"{z.bits_per_byte / a.bits_per_byte - 1:+.1%}",
+                      f"{h.bits_per_byte:.4f}", f"{h.bits_per_byte / a.bits_per_byte - 1:+.1%}")
+    return table
+
+
 def transplant_table(original: Sequence[Any], transplanted: Sequence[Any]) -> Table:
     """Original vs transplanted model per text: tokens per byte and bits per byte, with the change."""
     table = Table(title="Original vs transplant, same text")

@@ -16,11 +16,12 @@ def gguf_to_hf_folder(gguf_path: Path, out: Path) -> dict[str, Any]:
     stay float32: the dequantized values are exact in fp32 and would be rounded in bf16.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from ..tokenizer.load import save_gguf_tokenizer
 
     gguf_path = Path(gguf_path)
     folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = quantized.config
     # A model loaded from GGUF is flagged as quantized and refuses save_pretrained; a fresh model
@@ -33,7 +34,7 @@ def gguf_to_hf_folder(gguf_path: Path, out: Path) -> dict[str, Any]:
     plain.tie_weights()
     plain.generation_config = quantized.generation_config
     plain.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    save_gguf_tokenizer(gguf_path, out)
     return {
         "architecture": type(plain).__name__,
         "parameters": sum(p.numel() for p in plain.parameters()),

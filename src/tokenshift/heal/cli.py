@@ -22,17 +22,15 @@ def _positive_int(value: str) -> int:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`HealConfig` the command line describes."""
-    from dataclasses import replace
+    from .config import DEFAULT_STAGES, HealConfig, parse_stages
 
-    from .config import HealConfig, Stage, parse_stages
-
-    stages = parse_stages(args.stages)
-    if args.lora:  # LoRA adapters instead of full training of the body
-        stages = tuple(replace(s, train="lora") if s.train == "all" else s for s in stages)
-        if not any(s.train == "lora" for s in stages):
-            stages = (*stages, Stage("lora"))
+    stages = parse_stages(args.stages) if args.stages is not None else DEFAULT_STAGES
+    recipe = args.recipe
+    if recipe == "auto" and (args.stages is not None or args.lora or args.objective != "both" or args.resume):
+        recipe = "stages"  # options only the stages trainer has
     config = HealConfig(
-        text=tuple(args.text), teacher=args.teacher, distance=args.distance, distill_temperature=args.distill_temperature,
+        text=tuple(args.text), recipe=recipe, minutes=args.minutes, keep_last=args.keep_last, worse_tolerance=args.worse_tolerance, distill_layer=args.distill_layer,
+        row_lr=args.row_lr, head_lr=args.head_lr, lora=args.lora, teacher=args.teacher, distance=args.distance, distill_temperature=args.distill_temperature,
         stages=stages, steps=args.steps, tokens=args.tokens, batch_size=args.batch_size, seq_len=args.seq_len,
         max_bytes=args.max_bytes, eval_text=tuple(args.eval_text or ()), eval_bytes=args.eval_bytes, eval_every=args.eval_every,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every,
@@ -53,6 +51,10 @@ class _Bar:
         self.task: Any = None
 
     def __call__(self, status: Any) -> None:
+        minutes = f"{status.minutes:.1f} min · " if status.minutes is not None else ""
+        if status.message:
+            self.console.print(f"{minutes}{status.message}")
+            return
         if self.task is None:
             self.task = self.progress.add_task("healing", total=status.steps)
         self.progress.update(self.task, completed=status.step,
@@ -62,7 +64,8 @@ class _Bar:
             self.console.print(f"step {status.step}/{status.steps} [{status.stage}] loss {status.loss:.4f} (ntp {status.ntp:.4f}{distill}) "
                                f"lr {status.lr:.2e} {status.tokens_per_second:,.0f} tok/s eta {status.eta_seconds:,.0f} s")
         if status.evaluation:
-            self.console.print(f"step {status.step}: " + ", ".join(f"{k} {v:.4f} bpb" for k, v in status.evaluation.items()))
+            self.console.print(f"{minutes}{status.tokens:,} tokens · {status.stage or f'step {status.step}'}: "
+                               + ", ".join(f"{k} {v:.4f} bpb" for k, v in status.evaluation.items()))
         if status.checkpoint:
             self.console.print(f"step {status.step}: checkpoint {status.checkpoint}")
 
@@ -82,41 +85,54 @@ def cmd_heal(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         _, _, report = heal(args.model, config=config, out=Path(args.out), progress=_Bar(bar, console))
-    first, last = report.curve[0]["bits_per_byte"] if report.curve else {}, report.curve[-1]["bits_per_byte"] if report.curve else {}
+    first = report.curve[0]["bits_per_byte"] if report.curve else {}
+    last = report.kept.get("bits_per_byte") or (report.curve[-1]["bits_per_byte"] if report.curve else {})
     curve = "; ".join(f"{name}: {first.get(name, float('nan')):.4f} -> {value:.4f} bpb" for name, value in last.items())
-    print(f"healed {report.model} ({report.objective['name']}, {' + '.join(s['train'] for s in report.stages)}): {report.steps:,} steps, "
-          f"{report.tokens:,} tokens in {report.train_seconds:,.1f} s ({report.tokens_per_second:,.0f} tokens/s); {curve} -> {args.out}",
-          file=sys.stdout)
+    how = " + ".join(s["train"] for s in report.stages) if report.recipe == "stages" else " + ".join(p["name"] for p in report.phases)
+    size = f"; head untied (+{report.added_parameters:,} parameters)" if report.untied else ""
+    print(f"healed {report.model} ({report.recipe}: {how}): {report.tokens:,} tokens in {report.train_seconds:,.1f} s; {curve}; "
+          f"kept {report.kept.get('state')}: {report.kept.get('reason')}{size} -> {args.out}", file=sys.stdout)
     return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``heal`` on the main parser's subcommands."""
     from .losses import DISTANCES
+    from .recipes import RECIPES
     from .stages import STAGE_KINDS
 
     p = sub.add_parser("heal", help="recover a transplanted model's quality with short training (next-token loss and/or distillation)")
     p.add_argument("model", help="the transplanted model folder (or any causal LM)")
     p.add_argument("--text", nargs="+", required=True, help="training text specs: ASSET:SPLIT (wiki-fr:train), files, folders, globs")
+    p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
+                   help="auto (default): rows for a transplant folder on a --minutes/--tokens budget, else stages; "
+                        + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
+    p.add_argument("--minutes", type=float, help="wall-clock budget: the run stops at it and writes the best state it found")
+    p.add_argument("--worse-tolerance", type=float, default=0.001,
+                   help="never worse: a state counts as worse than the start when it is this much higher (relative) on a text")
+    p.add_argument("--keep-last", action="store_true", help="write the final state even where it is worse than the start on an evaluated text")
+    p.add_argument("--distill-layer", type=float, default=0.47, help="distill-rows: decoder layers to run (fraction of depth, or a count)")
+    p.add_argument("--row-lr", type=float, default=3e-3, help="distill-rows: learning rate of the row-wise Adam")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="fit-head: learning rate")
     p.add_argument("--teacher", help="the original model to distil from (default: the model named in MODEL/transplant.json)")
     p.add_argument("--objective", default="both", choices=["ntp", "distill", "both"],
                    help="next-token loss, cross-tokenizer distillation, or both (default)")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss with --objective both")
     p.add_argument("--distance", default="binary-kl", choices=list(DISTANCES), help="how chunk likelihoods are compared")
     p.add_argument("--distill-temperature", type=float, default=1.0, help="divide chunk log-likelihoods by this before comparing")
-    p.add_argument("--stages", default="new-rows:share=0.2:lr=2e-3,all:share=0.8:lr=1e-4",
-                   help=f"comma-separated KIND[:share=F][:lr=F][:warmup=F][:schedule=cosine|linear|constant][:min_lr_ratio=F]; "
+    p.add_argument("--stages", help="(recipe stages) default new-rows:share=0.2:lr=2e-3,all:share=0.8:lr=1e-4; "
+                   f"comma-separated KIND[:share=F][:lr=F][:warmup=F][:schedule=cosine|linear|constant][:min_lr_ratio=F]; "
                         f"kinds: {', '.join(STAGE_KINDS)}")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of the whole body (stage 'all' becomes 'lora'); merged at the end")
     p.add_argument("--lora-rank", type=int, default=16)
-    budget = p.add_mutually_exclusive_group(required=True)
+    budget = p.add_mutually_exclusive_group()
     budget.add_argument("--tokens", type=_positive_int, help="training budget in (student) tokens, e.g. 5e7")
     budget.add_argument("--steps", type=_positive_int, help="training budget in optimizer steps")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per step per process")
     p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence")
     p.add_argument("--max-bytes", type=int, help="use only the leading documents of each text, up to this many bytes")
     p.add_argument("--eval-text", nargs="*", help="held-out text specs for the bits-per-byte curve (default: hold out the end of --text)")
-    p.add_argument("--eval-bytes", type=int, default=100_000, help="bytes of each evaluation text (0: no evaluation)")
+    p.add_argument("--eval-bytes", type=int, default=32_000, help="bytes held out for evaluation over all texts (0: no evaluation)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the start and the end only)")
     p.add_argument("--log-every", type=int, default=10, help="print the loss every N steps")
     p.add_argument("--checkpoint-every", type=int, default=0, help="write a checkpoint every N steps (0: none)")

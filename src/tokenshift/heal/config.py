@@ -88,8 +88,20 @@ DEFAULT_STAGES = (Stage("new-rows", share=0.2, lr=2e-3), Stage("all", share=0.8,
 
 @dataclass(frozen=True)
 class HealConfig:
-    """A heal run. The budget is ``steps``, or ``tokens`` (student tokens, turned into steps from the
-    mean tokens per training sequence); one of them is required.
+    """A heal run. ``recipe``: a registered recipe (see :mod:`.recipes`), or ``auto``: ``rows`` when the
+    model folder's ``transplant.json`` says which rows were copied and no ``steps`` are asked for, else
+    ``stages``.
+
+    The budget: ``minutes`` (wall clock from the first evaluation to the last, a hard stop), and/or
+    ``tokens`` (student tokens); the ``stages`` recipe also takes ``steps``. With ``minutes`` alone the
+    stages recipe plans its steps from the time of one measured step.
+
+    Never worse: the result is the best evaluated state worse than the start on no evaluation text
+    (worse: by more than ``worse_tolerance``, relative), unless ``keep_last``.
+
+    Phase recipes: ``distill_layer`` (decoder layers the token distillation runs through: a fraction
+    of the depth, or a count), ``row_lr`` (its row-wise Adam rate), ``distill_batch``/``distill_piece_bytes``
+    (pieces per step, bytes per piece); ``head_lr`` and ``head_piece_bytes`` for fit-head.
 
     Objective: ``ntp_weight`` x next-token loss + ``distill_weight`` x distillation loss (nats per
     token and nats per chunk). Distillation needs a ``teacher`` (default: the model the transplant was
@@ -103,6 +115,16 @@ class HealConfig:
     """
 
     text: tuple[str, ...]
+    recipe: str = "auto"
+    minutes: float | None = None
+    keep_last: bool = False
+    worse_tolerance: float = 0.001
+    distill_layer: float = 0.47
+    row_lr: float = 3e-3
+    distill_batch: int = 16
+    distill_piece_bytes: int = 200
+    head_lr: float = 1e-3
+    head_piece_bytes: int = 1000
     teacher: str | None = None
     ntp_weight: float = 1.0
     distill_weight: float = 0.0
@@ -115,7 +137,7 @@ class HealConfig:
     seq_len: int = 512
     max_bytes: int | None = None
     eval_text: tuple[str, ...] = ()
-    eval_bytes: int = 100_000
+    eval_bytes: int = 32_000
     eval_every: int = 0
     log_every: int = 10
     checkpoint_every: int = 0
@@ -124,6 +146,7 @@ class HealConfig:
     resume: bool = False
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
+    lora: bool = False
     lora_rank: int = 16
     lora_alpha: float = 32.0
     gradient_checkpointing: bool = False
@@ -139,12 +162,40 @@ class HealConfig:
         problems = []
         if not self.text:
             problems.append("no training text: pass --text SPEC (e.g. wiki-fr:train)")
-        if (self.steps is None) == (self.tokens is None):
-            problems.append("give exactly one budget: --steps N or --tokens N")
+        from .recipes import RECIPES
+
+        if self.recipe != "auto" and self.recipe not in RECIPES:
+            problems.append(f"unknown recipe {self.recipe!r}; choose auto, {', '.join(RECIPES)}")
+        if self.steps is None and self.tokens is None and self.minutes is None:
+            problems.append("give a budget: --minutes M, --tokens N or --steps N")
+        if self.steps is not None and self.tokens is not None:
+            problems.append("give --steps or --tokens, not both (--minutes may cap either)")
+        if self.steps is not None and self.recipe not in ("auto", "stages"):
+            problems.append(f"recipe {self.recipe!r} takes --minutes or --tokens, not --steps")
+        if self.resume and self.recipe not in ("auto", "stages"):
+            problems.append(f"--resume continues the stages recipe only; recipe {self.recipe!r} runs for minutes and keeps no checkpoints")
         for name in ("steps", "tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name} must be at least 1, got {value}")
+        if self.minutes is not None and not self.minutes > 0:
+            problems.append(f"minutes must be positive, got {self.minutes}")
+        if not self.distill_layer > 0:
+            problems.append(f"distill_layer must be a fraction in (0, 1) or a layer count, got {self.distill_layer}")
+        for name in ("row_lr", "head_lr"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if self.distill_batch < 1 or self.distill_piece_bytes < 8 or self.head_piece_bytes < 8:
+            problems.append(f"distill_batch must be >= 1 and piece bytes >= 8 (got {self.distill_batch}, "
+                            f"{self.distill_piece_bytes}, {self.head_piece_bytes})")
+        if not 0 <= self.worse_tolerance < 0.1:
+            problems.append(f"worse_tolerance must be in [0, 0.1) (relative), got {self.worse_tolerance}")
+        if self.eval_bytes < 0:
+            problems.append(f"eval_bytes must be >= 0, got {self.eval_bytes}")
+        if self.max_bytes is not None and self.max_bytes < 1:
+            problems.append(f"max_bytes must be positive, got {self.max_bytes}")
+        if self.lora and self.lora_rank < 1:
+            problems.append(f"lora_rank must be at least 1, got {self.lora_rank}")
         if self.ntp_weight < 0 or self.distill_weight < 0 or self.ntp_weight + self.distill_weight <= 0:
             problems.append(f"objective weights must be >= 0 and not both 0 (ntp {self.ntp_weight}, distill {self.distill_weight})")
         if not self.distill_temperature > 0:
@@ -153,13 +204,32 @@ class HealConfig:
             problems.append(f"batch_size must be >= 1 and seq_len >= 2 (got {self.batch_size}, {self.seq_len})")
         if not self.stages:
             problems.append("no stages; pass e.g. --stages new-rows:share=0.2,all")
+        from .losses import get_distance
+        from .stages import get_stage_kind
+
         for stage in self.stages:
             try:
                 stage.check()
+                get_stage_kind(stage.train)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if self.distill_weight:
+            try:
+                get_distance(self.distance)
             except ValueError as exc:
                 problems.append(str(exc))
         if problems:
             raise ValueError("invalid heal config: " + "; ".join(problems))
+
+    def resolved(self) -> HealConfig:
+        """The config with ``lora`` applied to the stages: stage 'all' becomes 'lora' (one is added if
+        none trains the body)."""
+        if not self.lora or any(s.train == "lora" for s in self.stages):
+            return self
+        stages = tuple(replace(s, train="lora") if s.train == "all" else s for s in self.stages)
+        if not any(s.train == "lora" for s in stages):
+            stages = (*stages, Stage("lora"))
+        return replace(self, stages=stages)
 
     @property
     def objective(self) -> str:
@@ -183,7 +253,7 @@ class HealConfig:
     # Fields that must match between a checkpoint and the run resuming from it (they decide the data
     # order, the stage plan and the shapes of the saved state).
     RESUME_KEYS = ("text", "teacher", "ntp_weight", "distill_weight", "distance", "distill_temperature", "stages", "steps", "tokens",
-                   "batch_size", "seq_len", "max_bytes", "eval_text", "eval_bytes", "seed", "lora_rank", "lora_alpha")
+                   "batch_size", "seq_len", "max_bytes", "eval_text", "eval_bytes", "seed", "lora", "lora_rank", "lora_alpha", "minutes")
 
 
 def stage_steps(stages: tuple[Stage, ...], total: int) -> list[int]:

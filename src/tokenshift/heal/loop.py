@@ -14,6 +14,7 @@ from typing import Any
 
 from ..data import TextSet
 from ..tokenizer import Tokenizer
+from .budget import Deadline
 from .config import HealConfig, stage_steps
 from .data import batch_indices, make_batch
 from .stages import StageContext, finish_stage, get_stage_kind
@@ -63,6 +64,8 @@ class HealStatus:
     distill: float | None = None
     evaluation: dict[str, float] | None = None
     checkpoint: str | None = None
+    message: str | None = None
+    minutes: float | None = None
 
 
 Progress = Callable[[HealStatus], None]
@@ -86,6 +89,7 @@ class Session:
     checkpoint_dir: Path
     loss_impl: str
     name: str
+    deadline: Deadline = field(default_factory=lambda: Deadline(None))
 
     @property
     def steps_per_stage(self) -> list[int]:
@@ -111,7 +115,7 @@ def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
         model.train(was_training)
     acc.wait_for_everyone()
     state.eval_seconds += time.perf_counter() - started
-    point = {"step": state.step, "tokens": state.tokens, "bytes": state.bytes, "train_seconds": round(state.train_seconds, 3),
+    point = {"step": state.step, "minutes": round(session.deadline.elapsed() / 60, 3), "tokens": state.tokens, "bytes": state.bytes, "train_seconds": round(state.train_seconds, 3),
              "stage": session.config.stages[min(state.stage, len(session.config.stages) - 1)].train, "bits_per_byte": results}
     state.curve.append(point)
     logger.info("step %d: %s", state.step, ", ".join(f"{k} {v:.4f} bpb" for k, v in results.items()))
@@ -217,6 +221,9 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
                     f"{trainable.n_params:,}", peak)
         params = [p for g in trainable.groups for p in g["params"]]
         while state.step < last:
+            if session.deadline.expired():
+                logger.info("the --minutes budget is spent at step %d of %d; stopping", state.step, session.total_steps)
+                break
             started = time.perf_counter()
             factor = stage.lr_factor(state.step - first, n_steps)
             for group in optimizer.param_groups:
@@ -253,10 +260,13 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
                 status["checkpoint"] = _checkpoint(session, state, wrapper, optimizer)
             if progress is not None:
                 progress(HealStatus(step=state.step, steps=session.total_steps, stage=stage.train, tokens=state.tokens,
-                                    tokens_per_second=rate, eta_seconds=eta, lr=peak * factor, **status))
+                                    tokens_per_second=rate, eta_seconds=eta, lr=peak * factor,
+                                    minutes=session.deadline.elapsed() / 60, **status))
         finish_stage(session.model, trainable)
         acc.free_memory()
         del wrapper, optimizer
+        if session.deadline.expired():
+            break
     state.stage = len(config.stages)
     if session.eval_sets:
         evaluate_now(session, state)

@@ -9,7 +9,7 @@ import math
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from ..storage import atomic_folder, write_json
 from ..tokenizer import Tokenizer
 from .config import HealConfig, stage_steps
 from .data import bytes_per_token, cut_pieces
-from .loop import HealState, Progress, Session, train
+from .budget import Clock
+from .loop import HealState, HealStatus, Progress, Session, train
 from .stages import StageContext, get_stage_kind
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,13 @@ class HealReport:
     losses: list[dict[str, Any]]
     config: dict[str, Any]
     versions: dict[str, str]
+    recipe: str = "stages"
+    recipe_reason: str = ""
+    minutes: float | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    kept: dict[str, Any] = field(default_factory=dict)
+    untied: bool = False
+    added_parameters: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +82,18 @@ def original_model(model_dir: str, teacher: str | None) -> str | None:
     return None
 
 
-def copied_rows(original: str, new: Tokenizer, *, trust_remote_code: bool) -> Any:
-    """New ids whose rows a transplant from ``original`` copied exactly (tensor of ids)."""
+def copied_rows(original: str | None, new: Tokenizer, *, trust_remote_code: bool, model_dir: str | None = None) -> Any:
+    """New ids whose rows a transplant from ``original`` copied exactly (tensor of ids): read from
+    ``MODEL_DIR/transplant.json`` (``copied_ids``) where it has them, else from the transplant plan."""
     from transformers import AutoConfig
+
+    from .rows import copied_ids_from_report, ids_from_runs
+
+    runs = copied_ids_from_report(model_dir) if model_dir is not None else None
+    if runs is not None:
+        return ids_from_runs(runs)
+    if original is None:
+        raise ValueError("which rows the transplant copied is unknown: the model folder has no transplant.json with copied_ids; pass --teacher ORIGINAL")
 
     from ..modeling.load import model_location
     from ..tokenizer import load_tokenizer
@@ -135,7 +152,11 @@ def _mixed_precision(config: HealConfig, device: str) -> str:
 
     if config.mixed_precision != "auto":
         return config.mixed_precision
-    return "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "no"
+    from .rows import cpu_has_bf16
+
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if device == "cpu" and cpu_has_bf16() else "no"
 
 
 def _check_resume(saved: dict[str, Any], config: HealConfig, folder: Path) -> None:
@@ -147,41 +168,220 @@ def _check_resume(saved: dict[str, Any], config: HealConfig, folder: Path) -> No
                          "resume with the same settings, or start over with a new --out")
 
 
+def resolve_recipe(config: HealConfig, model: str) -> tuple[str, str]:
+    """(recipe name, why): ``auto`` is ``rows`` when the transplant's copied rows are known (its
+    ``transplant.json``) and no step budget is asked for, else ``stages``."""
+    from .rows import copied_ids_from_report
+
+    if config.recipe != "auto":
+        return config.recipe, "asked for"
+    if config.steps is not None:
+        return "stages", "auto: a step budget is a stages budget"
+    if copied_ids_from_report(model) is None:
+        return "stages", f"auto: {model} has no transplant.json with copied_ids, so the new rows are unknown"
+    return "rows", "auto: the transplant's new rows are known; rows is the recipe measured best on a CPU (README)"
+
+
 def heal(
     model: str,
     *,
     config: HealConfig,
     out: Path | None = None,
     progress: Progress | None = None,
+    clock: Clock = time.monotonic,
 ) -> tuple[Any, Tokenizer, HealReport]:
     """Heal ``model`` (a transplanted model folder, or any causal LM) on ``config.text``.
 
-    Returns (trained model, its tokenizer, report); with ``out``, also writes a Hugging Face folder
-    there when the run ends (config, safetensors, tokenizer, heal.json, and the transplant.json it
-    came with). Checkpoints go to ``config.checkpoint_dir`` (default ``OUT.checkpoints``) and are
-    removed once the output is written. Runs on whatever ``accelerate launch`` (or the plain process)
-    provides: one GPU, several (DDP/FSDP), or the CPU.
+    check -> session -> train -> report -> write. Returns (trained model, its tokenizer, report);
+    with ``out``, also writes a Hugging Face folder there when the run ends (config, safetensors,
+    tokenizer, heal.json, and the transplant.json it came with), through a temporary folder. The
+    result is never worse than the start on an evaluated text unless ``config.keep_last``.
+    ``clock``: seconds, for the ``minutes`` budget (injectable for tests).
     """
-    import tokenizers
-    import torch
-    import transformers
-    from accelerate import Accelerator
-
-    from .. import __version__
-    from ..modeling import load_model
-    from ..modeling.load import resolve_device
-    from .checkpoint import latest_checkpoint
-    from .forward import TokenLogprobs, check_head
-    from .losses import get_distance, resolve_loss_impl
-
+    config = config.resolved()
     config.check()
-    for stage in config.stages:
-        get_stage_kind(stage.train)
-    if config.distill_weight:
-        get_distance(config.distance)
+    recipe, reason = resolve_recipe(config, model)
     out = Path(out) if out is not None else None
     if out is not None and out.exists():
         raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
+    if not (Path(model) / "config.json").is_file() and not _is_known_model(model):
+        raise FileNotFoundError(f"model {model!r} is neither a model folder (no config.json there) nor a known asset; "
+                                "pass the folder a transplant wrote (tokenshift transplant ... --out DIR)")
+    if recipe == "stages":
+        return _heal_stages(model, config, out=out, progress=progress, clock=clock, reason=reason)
+    return _heal_phases(model, config, recipe, out=out, progress=progress, clock=clock, reason=reason)
+
+
+def _is_known_model(spec: str) -> bool:
+    """An asset name, or something shaped like a hub id (``org/name``, not a local path)."""
+    from ..assets.registry import ASSETS
+
+    if spec in ASSETS:
+        return True
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not Path(spec).parent.exists()
+
+
+def _versions() -> dict[str, str]:
+    import tokenizers
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {"tokenshift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__, "accelerate": _accelerate_version(), "python": platform.python_version()}
+
+
+def _write(out: Path, lm: Any, tokenizer: Tokenizer, model: str, report: HealReport) -> None:
+    with atomic_folder(out) as tmp:
+        lm.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save(tmp)
+        if (Path(model) / "transplant.json").is_file():
+            shutil.copy2(Path(model) / "transplant.json", tmp / "transplant.json")
+        write_json(tmp / "heal.json", report.to_json())
+
+
+def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path | None, progress: Progress | None,
+                 clock: Clock, reason: str) -> tuple[Any, Tokenizer, HealReport]:
+    """A phase recipe (rows, distill-rows, fit-head): one process, one device."""
+    import torch
+
+    from ..evaluate import evaluate_loaded
+    from ..modeling import load_model
+    from ..modeling.load import LoadedModel, model_location, resolve_device
+    from ..tokenizer import load_tokenizer
+    from .budget import Deadline
+    from .forward import check_head
+    from .guard import NeverWorse
+    from .recipes import PHASES, PhaseContext, get_recipe
+    from .recipes.fit_head import is_tied, tie_head, untie_head
+    from .rows import autocast, copied_ids_from_report, ids_from_runs, new_row_ids
+
+    recipe = get_recipe(recipe_name)
+    runs = copied_ids_from_report(model)
+    original = original_model(model, config.teacher)
+    if runs is None or original is None:
+        raise ValueError(f"recipe {recipe_name!r} trains the rows a transplant did not copy, and {model} has no transplant.json "
+                         "naming its model and copied_ids: heal a folder written by tokenshift transplant, or use --recipe stages")
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    mixed = _mixed_precision(config, device)
+    documents, eval_sets = training_texts(config)
+    student = load_model(model, dtype="float32", device=device, trust_remote_code=config.trust_remote_code)
+    check_head(student.model, model)
+    lm = student.model
+    lm.eval()  # no dropout: the phases fit rows to a deterministic model
+    new_ids = new_row_ids(ids_from_runs(runs), student.tokenizer.vocab_size)
+    if not len(new_ids):
+        raise ValueError(f"every token of {model}'s tokenizer had its row copied from {original}; there are no new rows to heal "
+                         "(use --recipe stages to train other parameters)")
+    extension = bool(json.loads((Path(model) / "transplant.json").read_text(encoding="utf-8")).get("extension"))
+    teacher_tokenizer = load_tokenizer(model_location(original), trust_remote_code=config.trust_remote_code)
+    if extension:  # an extension keeps every old id and row: the student with the old ids is the original model
+        teacher = lm
+    else:
+        teacher = load_model(original, dtype="float32", device=device, trust_remote_code=config.trust_remote_code).model.eval()
+    deadline = Deadline(config.minutes * 60 if config.minutes else None, clock)
+    curve: list[dict[str, Any]] = []
+    phases: list[dict[str, Any]] = []
+    eval_seconds = 0.0
+    tokens_seen = 0
+
+    def evaluate(label: str) -> dict[str, float]:
+        nonlocal eval_seconds
+        began = time.perf_counter()
+        loaded = LoadedModel(model=lm, tokenizer=student.tokenizer, name=model, device=device, dtype="float32")
+        with torch.no_grad(), autocast(device, mixed):
+            results = {texts.name: evaluate_loaded(loaded, texts).bits_per_byte for texts in eval_sets}
+        eval_seconds += time.perf_counter() - began
+        curve.append({"phase": label, "minutes": round(deadline.elapsed() / 60, 3), "tokens": tokens_seen, "bits_per_byte": results})
+        logger.info("%s: %s", label, ", ".join(f"{k} {v:.4f} bpb" for k, v in results.items()))
+        if progress is not None:
+            progress(HealStatus(step=len(phases), steps=len(recipe.phases), stage=label, tokens=tokens_seen,
+                                tokens_per_second=0.0, eta_seconds=max(0.0, deadline.remaining()), lr=0.0, evaluation=results,
+                                minutes=deadline.elapsed() / 60))
+        return results
+
+    def snapshot() -> dict[str, Any]:
+        head = None if is_tied(lm) else lm.get_output_embeddings().weight.detach().clone()
+        return {"embed": lm.get_input_embeddings().weight.detach().clone(), "head": head}
+
+    @torch.no_grad()
+    def restore(state: dict[str, Any]) -> None:
+        lm.get_input_embeddings().weight.copy_(state["embed"])
+        if state["head"] is None:
+            if not is_tied(lm):
+                tie_head(lm)
+        else:
+            if is_tied(lm):
+                untie_head(lm)
+            lm.get_output_embeddings().weight.copy_(state["head"])
+
+    def message(text: str) -> None:
+        logger.info(text)
+        if progress is not None:
+            progress(HealStatus(step=len(phases), steps=len(recipe.phases), stage="", tokens=tokens_seen, tokens_per_second=0.0,
+                                eta_seconds=max(0.0, deadline.remaining()), lr=0.0, message=text, minutes=deadline.elapsed() / 60))
+
+    guard = NeverWorse(snapshot, restore, tolerance=config.worse_tolerance)
+    context = PhaseContext(config=config, model=lm, tokenizer=student.tokenizer, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
+                           documents=documents, new_ids=new_ids, device=device, mixed=mixed, deadline=deadline, log=message)
+    if eval_sets:
+        guard.offer("start", evaluate("start"))
+    per_eval = eval_seconds
+    shares = [share for _, share in recipe.phases]
+    for index, (name, share) in enumerate(recipe.phases):
+        left = deadline.remaining() - per_eval * (len(shares) - index)
+        seconds = max(0.0, left) * share / sum(shares[index:]) if left != float("inf") else float("inf")
+        tokens = int(config.tokens * share) if config.tokens else None
+        message(f"{name}: {seconds / 60:.1f} min" if seconds != float("inf") else f"{name}: {tokens:,} tokens")
+        result = PHASES[name](context, seconds=seconds, tokens=tokens)
+        tokens_seen += result.tokens
+        phases.append(asdict(result))
+        message(f"{name}: {result.objective} {result.objective_start:.4f} -> {result.objective_end:.4f} in {result.seconds:.0f} s")
+        if eval_sets:
+            guard.offer(name, evaluate(name))
+    kept = guard.finish(keep_last=config.keep_last)
+    lm.eval()
+    untied = not is_tied(lm) and _was_tied(model)
+    added = int(lm.get_output_embeddings().weight.numel()) if untied else 0
+    report = HealReport(
+        model=model, teacher=original, tokenizer=student.tokenizer.name,
+        objective={"name": recipe_name, "phases": [name for name, _ in recipe.phases]}, stages=[], steps=0, tokens=tokens_seen,
+        teacher_tokens=0, bytes=0, truncated_tokens=0, train_seconds=round(sum(p["seconds"] for p in phases), 3),
+        eval_seconds=round(eval_seconds, 3), seconds=round(time.perf_counter() - started, 3),
+        tokens_per_second=tokens_seen / max(1e-9, sum(p["seconds"] for p in phases)) if phases else 0.0, flops_per_token=0.0,
+        batch_size=config.distill_batch, seq_len=config.seq_len, processes=1, device=device,
+        mixed_precision=mixed, loss_impl="", frozen_rows=int(student.tokenizer.vocab_size - len(new_ids)), seed=config.seed, resumed_at=[],
+        curve=curve, losses=[], config=config.to_json(), versions=_versions(), recipe=recipe_name, recipe_reason=reason,
+        minutes=config.minutes, phases=phases, kept=kept, untied=untied, added_parameters=added,
+    )
+    if out is not None:
+        _write(out, lm, student.tokenizer, model, report)
+    return lm, student.tokenizer, report
+
+
+def _was_tied(model: str) -> bool:
+    from transformers import AutoConfig
+
+    from ..modeling.load import model_location
+
+    config = AutoConfig.from_pretrained(model_location(model))
+    return bool(getattr(config, "tie_word_embeddings", getattr(getattr(config, "text_config", None), "tie_word_embeddings", False)))
+
+
+def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: Progress | None, clock: Clock,
+                 reason: str) -> tuple[Any, Tokenizer, HealReport]:
+    """The staged trainer: runs on whatever ``accelerate launch`` (or the plain process) provides: one
+    GPU, several (DDP/FSDP), or the CPU. Checkpoints go to ``config.checkpoint_dir`` (default
+    ``OUT.checkpoints``) and are removed once the output is written."""
+    from ..modeling import load_model
+    from ..modeling.load import resolve_device
+    from .budget import Deadline
+    from .checkpoint import latest_checkpoint
+    from .forward import TokenLogprobs, check_head
+    from .losses import resolve_loss_impl
+
     checkpoint_dir = config.checkpoint_dir or (out.parent / f"{out.name}.checkpoints" if out is not None else None)
     if checkpoint_dir is None and (config.checkpoint_every or config.resume):
         raise ValueError("checkpoints need a folder: pass out=... or config.checkpoint_dir")
@@ -197,14 +397,11 @@ def heal(
     if config.distill_weight and original is None:
         raise ValueError(f"distillation needs a teacher: pass --teacher ORIGINAL (no transplant.json in {model} names one)")
     needs_rows = any(stage.train == "new-rows" for stage in config.stages)
-    if needs_rows and original is None:
-        raise ValueError(f"stage 'new-rows' needs the original model to know which rows the transplant copied, and no "
-                         f"transplant.json in {model} names one: pass --teacher ORIGINAL, or use the stage 'embeddings'")
 
     started = time.perf_counter()
     device = resolve_device(config.device)
     mixed = _mixed_precision(config, device)
-    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed)
+    accelerator = _accelerator(device, mixed)
     documents, eval_sets = training_texts(config)
     student = load_model(model, dtype="float32", device="cpu", trust_remote_code=config.trust_remote_code)
     check_head(student.model, model)
@@ -223,23 +420,34 @@ def heal(
         teacher_tokenizer = loaded.tokenizer
         positions = getattr(loaded.model.config, "max_position_embeddings", None) or 4 * config.seq_len
         teacher_len = int(min(positions, 4 * config.seq_len))
-    rows = copied_rows(original, student.tokenizer, trust_remote_code=config.trust_remote_code) if needs_rows and original else None
+    rows = None
+    if needs_rows:
+        try:
+            rows = copied_rows(original, student.tokenizer, trust_remote_code=config.trust_remote_code, model_dir=model)
+        except ValueError:
+            raise ValueError(f"stage 'new-rows' needs to know which rows the transplant copied, and {model} has no transplant.json "
+                             "with copied_ids or a model name: pass --teacher ORIGINAL, or use the stage 'embeddings'") from None
 
     per_piece = max(4, int(config.seq_len * bytes_per_token(student.tokenizer, documents) * PIECE_FILL))
     pieces = cut_pieces(documents, target_bytes=per_piece)
     if not pieces:
         raise ValueError("the training text has no non-blank piece to train on")
+    deadline = Deadline(config.minutes * 60 if config.minutes else None, clock)
+    loss_impl = resolve_loss_impl(config.loss, str(accelerator.device))
     if config.steps is not None:
         total_steps = config.steps
-    else:
+    elif config.tokens is not None:
         sample = pieces[:: max(1, len(pieces) // 256)][:256]
         per_sequence = sum(min(len(ids), config.seq_len) for ids in student.tokenizer.encode_batch(sample)) / len(sample)
         total_steps = max(1, math.ceil(config.tokens / (per_sequence * config.batch_size * accelerator.num_processes)))  # type: ignore[operator]
+    else:  # minutes only: plan the schedule from one timed step (the deadline still stops the run)
+        step_seconds = _time_one_step(student.model, pieces, student.tokenizer, config, accelerator, loss_impl)
+        total_steps = max(1, int(0.85 * config.minutes * 60 / step_seconds))  # type: ignore[operator]
     session = Session(
         config=config, accelerator=accelerator, model=student.model, tokenizer=student.tokenizer, teacher=teacher,
         teacher_tokenizer=teacher_tokenizer, teacher_len=teacher_len, pieces=pieces, eval_sets=eval_sets, total_steps=total_steps,
         context=StageContext(copied_rows=rows, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, weight_decay=config.weight_decay),
-        checkpoint_dir=checkpoint_dir or Path("."), loss_impl=resolve_loss_impl(config.loss, str(accelerator.device)), name=model,
+        checkpoint_dir=checkpoint_dir or Path("."), loss_impl=loss_impl, name=model, deadline=deadline,
     )
     logger.info("healing %s: %d pieces of <= %d bytes, %d steps of %d x %d sequences, objective %s", model, len(pieces), per_piece,
                 total_steps, config.batch_size, accelerator.num_processes, config.objective)
@@ -249,6 +457,9 @@ def heal(
     if config.gradient_checkpointing:
         lm.gradient_checkpointing_disable()
     lm.eval()
+    kept = _never_worse_stages(state, config)
+    if kept["state"] == "start":  # the start is the model on disk: load it again
+        lm = load_model(model, dtype="float32", device=str(accelerator.device), trust_remote_code=config.trust_remote_code).model.eval()
     steps = stage_steps(config.stages, total_steps)
     stages = [{**asdict(s), "lr": s.lr if s.lr is not None else get_stage_kind(s.train).default_lr, "steps": n} for s, n in zip(config.stages, steps)]
     report = HealReport(
@@ -263,21 +474,63 @@ def heal(
         flops_per_token=training_flops_per_token(lm, config.seq_len), batch_size=config.batch_size, seq_len=config.seq_len,
         processes=accelerator.num_processes, device=str(accelerator.device), mixed_precision=mixed, loss_impl=session.loss_impl,
         frozen_rows=int(len(rows)) if rows is not None else 0, seed=config.seed, resumed_at=state.resumed_at,
-        curve=state.curve, losses=state.losses, config=config.to_json(),
-        versions={"tokenshift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                  "tokenizers": tokenizers.__version__, "accelerate": _accelerate_version(), "python": platform.python_version()},
+        curve=state.curve, losses=state.losses, config=config.to_json(), versions=_versions(), recipe="stages", recipe_reason=reason,
+        minutes=config.minutes, kept=kept,
     )
     if out is not None and accelerator.is_main_process:
-        with atomic_folder(out) as tmp:
-            lm.save_pretrained(str(tmp), safe_serialization=True)
-            student.tokenizer.save(tmp)
-            if (Path(model) / "transplant.json").is_file():
-                shutil.copy2(Path(model) / "transplant.json", tmp / "transplant.json")
-            write_json(tmp / "heal.json", report.to_json())
+        _write(out, lm, student.tokenizer, model, report)
         if config.checkpoint_dir is None and checkpoint_dir is not None and checkpoint_dir.is_dir():
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     accelerator.wait_for_everyone()
     return lm, student.tokenizer, report
+
+
+def _accelerator(device: str, mixed: str) -> Any:
+    """An Accelerator; a second run in the same process with another precision resets accelerate's
+    process-wide state instead of failing (accelerate keeps one state per process)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    try:
+        return Accelerator(cpu=device == "cpu", mixed_precision=mixed)
+    except ValueError as exc:
+        if "already been initialized" not in str(exc):
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(cpu=device == "cpu", mixed_precision=mixed)
+
+
+def _never_worse_stages(state: HealState, config: HealConfig) -> dict[str, Any]:
+    """The stages trainer compares its end with its start (the model on disk, so nothing is copied):
+    ``{"state": "end" | "start", ...}``."""
+    if len(state.curve) < 2:
+        return {"state": "end", "reason": "nothing was evaluated (no evaluation text), so the final state is kept", "bits_per_byte": {}}
+    first, last = state.curve[0]["bits_per_byte"], state.curve[-1]["bits_per_byte"]
+    worse = [f"{n} {last[n]:.4f} > {first[n]:.4f}" for n in last if last[n] > first.get(n, float("inf")) * (1 + config.worse_tolerance)]
+    if not worse:
+        return {"state": "end", "reason": "worse than the start on no evaluated text", "bits_per_byte": last}
+    if config.keep_last:
+        return {"state": "end", "reason": f"--keep-last (worse than the start on {', '.join(worse)})", "bits_per_byte": last}
+    return {"state": "start", "reason": f"the final state is worse than the start on {', '.join(worse)}; kept the start (the input model)",
+            "bits_per_byte": first}
+
+
+def _time_one_step(model: Any, pieces: list[str], tokenizer: Tokenizer, config: HealConfig, accelerator: Any, loss_impl: str) -> float:
+    """Seconds of one forward and backward pass on a batch like the run's (gradients dropped after)."""
+    from .data import make_batch
+    from .forward import TokenLogprobs
+    from .losses import next_token_loss
+
+    wrapper = TokenLogprobs(model, impl=loss_impl, logit_bytes=config.logit_bytes)
+    batch = make_batch(pieces[: config.batch_size], tokenizer, None, seq_len=config.seq_len).to(accelerator.device)
+    began = time.perf_counter()
+    with accelerator.autocast():
+        s = batch.student
+        loss = next_token_loss(wrapper(s.input_ids, s.attention_mask, s.targets, s.scored))
+    loss.backward()
+    seconds = time.perf_counter() - began
+    model.zero_grad(set_to_none=True)
+    return max(seconds * 1.15, 1e-3)  # the optimizer step and batching on top
 
 
 def _accelerate_version() -> str:

@@ -1,6 +1,7 @@
 """Measure tokenizers: compression, fertility, Rényi efficiency, token premium, shared vocabulary, digits."""
 
 from .compare import VocabularyComparison as VocabularyComparison
+from .compare import changed_token_share as changed_token_share
 from .compare import compare_tokenizers as compare_tokenizers
 from .compare import shared_byte_tokens as shared_byte_tokens
 from .digits import digit_scheme as digit_scheme

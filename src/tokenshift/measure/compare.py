@@ -58,3 +58,15 @@ def compare_tokenizers(a: Tokenizer, b: Tokenizer) -> VocabularyComparison:
         shared_share_a=shared / len(vocab_a) if vocab_a else 0.0, shared_share_b=shared / len(vocab_b) if vocab_b else 0.0,
         digits_a=digits_a, digits_b=digits_b, digit_examples=examples, digits_differ=digits_a != digits_b,
     )
+
+
+def changed_token_share(before: Tokenizer, after: Tokenizer, documents: list[str]) -> float:
+    """The share of ``before``'s tokens on ``documents`` that ``after`` does not produce: tokens whose
+    span in the text is not a token span of ``after`` (0 when the two tokenize identically)."""
+    total = changed = 0
+    for a, b in zip(before.backend.encode_batch(documents, add_special_tokens=False),
+                    after.backend.encode_batch(documents, add_special_tokens=False)):
+        spans = set(b.offsets)
+        total += len(a.offsets)
+        changed += sum(1 for span in a.offsets if span not in spans)
+    return changed / total if total else 0.0

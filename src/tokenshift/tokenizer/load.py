@@ -71,13 +71,56 @@ def from_transformers(tokenizer: Any, *, name: str, source: str) -> Tokenizer:
     return Tokenizer(backend, name=name, special=special, source=source, chat_template=template if isinstance(template, str) else None)
 
 
-def from_gguf(path: Path, *, name: str | None = None) -> Tokenizer:
-    """The vocabulary stored in a GGUF file, converted by ``transformers``' GGUF reader."""
+def with_gguf_pre_tokenizer(backend: Any, gguf: Path) -> Any:
+    """``backend`` (a ``tokenizers.Tokenizer`` built from ``gguf``) with the pre-tokenizer llama.cpp runs
+    for the file's ``tokenizer.ggml.pre``.
+
+    transformers' GGUF reader gives every byte-level BPE vocabulary a plain ``ByteLevel`` (GPT-2
+    regex) pre-tokenizer whatever the file names, so SmolLM2's ``smollm`` (every digit alone first)
+    is lost: harmless for its own vocabulary, which has no multi-digit token, but an extension or a
+    ``--like`` tokenizer built on it would learn multi-digit tokens the model never saw. SentencePiece
+    vocabularies (``tokenizer.ggml.model = llama``) have no split and are returned unchanged.
+    """
+    from tokenizers import Tokenizer as Backend
+
+    from .pretokenizers import gguf_pre_tokenization, gguf_tokenizer_kind, pre_tokenizer_json
+
+    model, pre = gguf_tokenizer_kind(gguf)
+    if model != "gpt2":
+        return backend
+    entry = gguf_pre_tokenization(model, pre)
+    spec = json.loads(backend.to_str())
+    spec["pre_tokenizer"] = pre_tokenizer_json(entry.name)
+    if entry.ignore_merges:
+        spec["model"]["ignore_merges"] = True
+    return Backend.from_str(json.dumps(spec, ensure_ascii=False))
+
+
+def save_gguf_tokenizer(gguf: Path, out: Path) -> int:
+    """Write the GGUF's tokenizer (``tokenizer.json`` and its configs, as transformers saves them) into
+    ``out`` with llama.cpp's pre-tokenizer for the file (see :func:`with_gguf_pre_tokenizer`); returns
+    the number of ids."""
     from transformers import AutoTokenizer
 
+    gguf = Path(gguf)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer.save_pretrained(str(out))
+    backend = with_gguf_pre_tokenizer(tokenizer.backend_tokenizer, gguf)
+    backend.save(str(Path(out) / "tokenizer.json"))
+    return len(tokenizer)
+
+
+def from_gguf(path: Path, *, name: str | None = None) -> Tokenizer:
+    """The vocabulary stored in a GGUF file, converted by ``transformers``' GGUF reader, with the
+    pre-tokenizer llama.cpp runs for it (:func:`with_gguf_pre_tokenizer`)."""
+    import tempfile
+
     path = Path(path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    return from_transformers(tokenizer, name=name or path.stem, source=str(path))
+    with tempfile.TemporaryDirectory(prefix="tokenshift-gguf-") as scratch:
+        save_gguf_tokenizer(path, Path(scratch))
+        tokenizer = from_tokenizer_json(Path(scratch) / "tokenizer.json", name=name or path.stem)
+    return Tokenizer(tokenizer.backend, name=tokenizer.name, special=tokenizer.special, source=str(path),
+                     chat_template=tokenizer.chat_template)
 
 
 def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False) -> Tokenizer:

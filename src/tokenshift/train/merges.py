@@ -60,9 +60,23 @@ def _merge_pairs(model: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def encode_chunks(base: tokenizers.Tokenizer, chunks: Counter[str]) -> Segmentation:
+def _pieces_between(ids: list[int], split_at: frozenset[int]) -> list[list[int]]:
+    """``ids`` cut at every id in ``split_at`` (those ids dropped)."""
+    pieces, current = [], []
+    for token_id in ids:
+        if token_id in split_at:
+            pieces.append(current)
+            current = []
+        else:
+            current.append(token_id)
+    pieces.append(current)
+    return pieces
+
+
+def encode_chunks(base: tokenizers.Tokenizer, chunks: Counter[str], *, split_at: frozenset[int] = frozenset()) -> Segmentation:
     """Segment each distinct chunk with ``base``, one encoding per chunk; chunks of fewer than 2
-    tokens are dropped (nothing to merge in them)."""
+    tokens are dropped (nothing to merge in them). ``split_at``: ids no merge may touch (byte-fallback
+    tokens): chunks are cut there and those ids left out."""
     import numpy as np
 
     texts = list(chunks)
@@ -72,9 +86,11 @@ def encode_chunks(base: tokenizers.Tokenizer, chunks: Counter[str]) -> Segmentat
     for start in range(0, len(texts), ENCODE_BATCH):
         batch = texts[start : start + ENCODE_BATCH]
         for text, encoding in zip(batch, base.encode_batch(batch, add_special_tokens=False)):
-            if len(encoding.ids) >= 2:
-                kept.append(encoding.ids)
-                counts.append(chunks[text])
+            ids = encoding.ids
+            for piece in _pieces_between(ids, split_at) if split_at and not split_at.isdisjoint(ids) else [ids]:
+                if len(piece) >= 2:
+                    kept.append(piece)
+                    counts.append(chunks[text])
     lengths = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
     ids = np.fromiter(chain.from_iterable(kept), dtype=np.int64, count=int(lengths.sum()))
     return Segmentation(ids, lengths, np.asarray(counts, dtype=np.int64))
@@ -246,16 +262,17 @@ def continue_merges(
     max_token_pieces: int | None = None,
     min_frequency: int = 2,
     show_progress: bool = False,
+    split_at: frozenset[int] = frozenset(),
 ) -> list[tuple[str, str]]:
     """Learn up to ``n_merges`` merges over ``chunks`` (text -> count) segmented by ``base``.
 
-    ``max_token_pieces``: a new token spans at most this many base tokens. Returns the merges in the
-    base vocabulary's spelling, in learning order.
+    ``max_token_pieces``: a new token spans at most this many base tokens; ``split_at``: base ids no
+    merge may touch. Returns the merges in the base vocabulary's spelling, in learning order.
     """
     if n_merges <= 0:
         return []
-    return learn_merges(base, encode_chunks(base, chunks), n_merges=n_merges, max_token_pieces=max_token_pieces,
-                        min_frequency=min_frequency, show_progress=show_progress)
+    return learn_merges(base, encode_chunks(base, chunks, split_at=split_at), n_merges=n_merges,
+                        max_token_pieces=max_token_pieces, min_frequency=min_frequency, show_progress=show_progress)
 
 
 def append_merges(base: tokenizers.Tokenizer, merges: list[tuple[str, str]]) -> tokenizers.Tokenizer:

@@ -21,24 +21,43 @@ logger = logging.getLogger(__name__)
 Kind = Literal["bpe", "superbpe"]
 
 
+# What an extension protects by default: the text most bases already read well.
+DEFAULT_PROTECT = ("wiki-en:train",)
+# How much of each text the report's token-change shares are measured on (leading documents).
+CHANGE_SAMPLE_BYTES = 1_000_000
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """What to train. ``digits`` None: the ``like`` tokenizer's scheme if given, else group3-left."""
+    """What to train. ``digits`` None: the ``like`` tokenizer's scheme if given, else group3-left.
+    ``protect`` (extension only): text specs whose tokenization should change as little as possible;
+    None: :data:`DEFAULT_PROTECT`, ``()``: nothing."""
 
     vocab_size: int
     kind: Kind = "bpe"
     digits: str | None = None
     like: str | None = None
     extend: str | None = None
+    protect: tuple[str, ...] | None = None
     special_tokens: tuple[str, ...] = ()
     transition: float | int = 0.8
     max_words: int = 4
     min_frequency: int = 2
 
+    @property
+    def protected_texts(self) -> tuple[str, ...]:
+        if self.extend is None:
+            return ()
+        return DEFAULT_PROTECT if self.protect is None else self.protect
+
 
 @dataclass(frozen=True)
 class TrainReport:
-    """Written beside the tokenizer as ``train.json``."""
+    """Written beside the tokenizer as ``train.json``. ``digits`` and ``pre_tokenizer`` are measured on
+    the trained tokenizer (``pre_tokenizer``: the llama.cpp names whose pre-tokenization it equals).
+    Extensions also report ``base_vocab_size`` and ``token_changes``: per training and protected
+    text, the share of the base's tokens the extension changes (on the leading
+    :data:`CHANGE_SAMPLE_BYTES` of each)."""
 
     config: dict[str, Any]
     texts: list[str]
@@ -48,6 +67,9 @@ class TrainReport:
     digits: str
     seconds: float
     peak_rss_mb: float
+    pre_tokenizer: list[str] = field(default_factory=list)
+    base_vocab_size: int | None = None
+    token_changes: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +133,8 @@ def _validate(config: TrainConfig) -> None:
     if config.extend is not None and (config.like is not None or config.digits is not None or config.kind != "bpe"):
         raise ValueError("--extend keeps the extended tokenizer's pretokenizer, specials and digit rule; "
                          "do not combine it with --like, --digits or --kind superbpe")
+    if config.extend is None and config.protect:
+        raise ValueError("--protect only applies to --extend (it keeps the base's tokenization of that text)")
 
 
 def train_tokenizer(
@@ -138,33 +162,43 @@ def train_tokenizer(
     corpus = _CorpusCounter()
     documents = corpus.wrap(iter_documents(texts), on_document)
     like = load_tokenizer(config.like) if config.like else None
+    base = None
     if config.extend is not None:
         from .extend import extend_tokenizer
 
         base = load_tokenizer(config.extend)
-        tokenizer = extend_tokenizer(base, documents, vocab_size=config.vocab_size, min_frequency=config.min_frequency,
-                                     show_progress=show_progress)
-        digits = _digit_scheme(base)
+        protected = list(iter_documents(list(config.protected_texts))) if config.protected_texts else None
+        tokenizer = extend_tokenizer(base, documents, vocab_size=config.vocab_size, protect=protected,
+                                     min_frequency=config.min_frequency, show_progress=show_progress)
+        digits = _digit_scheme(tokenizer)
+        if digits != _digit_scheme(base):
+            raise AssertionError(f"the extension splits digits {digits}, its base {_digit_scheme(base)}: a merge crossed the base's pretokens")
     else:
-        digits = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
+        wanted = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
         specials = list(dict.fromkeys([*(_like_specials(like) if like else []), *config.special_tokens]))
         length = count_documents(texts) if show_progress else None
-        backend = TRAINERS[config.kind](documents, config, digits, specials, show_progress, length)
+        backend = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length)
         if like is not None:
             from .like import dress_like
 
             tokenizer = dress_like(backend, like, name=f"{config.kind}-{config.vocab_size}")
         else:
             tokenizer = Tokenizer(backend, name=f"{config.kind}-{config.vocab_size}", special=roles_from_names(backend, adds_bos=False))
+        digits = _digit_scheme(tokenizer)
     if corpus.documents == 0:
         raise ValueError(f"the training text {' '.join(texts)} has no non-empty document; give it some text")
     if tokenizer.vocab_size < config.vocab_size:
         logger.warning("reached %d of the %d ids asked for: the text has too few distinct pairs seen %d times; "
                        "give more text or lower --min-frequency", tokenizer.vocab_size, config.vocab_size, config.min_frequency)
+    from ..tokenizer.pretokenizers import matching_names
+
     report = TrainReport(
         config=asdict(config), texts=list(texts), documents=corpus.documents, corpus_bytes=corpus.bytes,
         vocab_size=tokenizer.vocab_size, digits=digits, seconds=round(time.perf_counter() - started, 3),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        pre_tokenizer=matching_names(tokenizer.backend) if tokenizer.kind == "byte-level" else [],
+        base_vocab_size=base.vocab_size if base is not None else None,
+        token_changes=_token_changes(base, tokenizer, [*texts, *config.protected_texts]) if base is not None else {},
         versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
@@ -172,6 +206,15 @@ def train_tokenizer(
             tokenizer.save(tmp)
             write_json(tmp / "train.json", report.to_json())
     return tokenizer, report
+
+
+def _token_changes(base: Tokenizer, tokenizer: Tokenizer, specs: list[str]) -> dict[str, float]:
+    """Per text spec, the share of ``base``'s tokens ``tokenizer`` changes (leading documents)."""
+    from ..data import load_texts
+    from ..measure import changed_token_share
+
+    return {spec: round(changed_token_share(base, tokenizer, load_texts(spec, max_bytes=CHANGE_SAMPLE_BYTES).documents), 6)
+            for spec in dict.fromkeys(specs)}
 
 
 def _like_specials(like: Tokenizer) -> list[str]:

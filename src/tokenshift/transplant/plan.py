@@ -49,6 +49,22 @@ class TransplantPlan:
     def counts(self) -> dict[str, int]:
         return dict(Counter(self.assignment))
 
+    def extends_old(self) -> bool:
+        """Whether the new tokenizer keeps every old row at its old id (an extension)."""
+        same = {int(n) for n, o in zip(self.copy_new.tolist(), self.copy_old.tolist()) if n == o}
+        return self.new_size > self.old_size and all(i in same for i in range(self.old_size))
+
+    def copied_ranges(self) -> list[list[int]]:
+        """The new ids whose rows are exact or special copies, as sorted ``[start, stop)`` runs."""
+        ids = sorted(set(self.copy_new.tolist()))
+        runs: list[list[int]] = []
+        for i in ids:
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1])
+        return runs
+
     def piece_segments(self) -> torch.Tensor:
         """For each entry of ``piece_ids``, the index (0..len(composed)-1) of the token it belongs to."""
         import torch

@@ -12,21 +12,27 @@ from typing import Any
 
 from ..storage import atomic_folder, write_json
 from ..tokenizer import Tokenizer, load_tokenizer
-from .methods import get_method
+from .methods import AUTO, check_options, choose_method, get_method
 from .plan import TransplantPlan, build_plan
 
 logger = logging.getLogger(__name__)
 
 
+# Embedding rows are rounded up to a multiple of this, as resize_token_embeddings does: GPU matrix
+# units, llama.cpp and vLLM expect it.
+PAD_TO_MULTIPLE_OF = 64
+
+
 @dataclass(frozen=True)
 class TransplantConfig:
-    """``options`` go to the method (e.g. ``{"k": 8}`` for omp). ``pad_to_multiple_of``: round the new
-    embedding rows up (the extra rows get the mean and are never produced by the tokenizer)."""
+    """``method``: a registered method, or ``auto`` (see :func:`choose_method`). ``options`` go to the
+    method (e.g. ``{"k": 8}`` for omp). ``pad_to_multiple_of``: round the embedding rows up (the extra
+    rows get the mean row and are never produced by the tokenizer); None or 1: no padding."""
 
-    method: str = "subword"
+    method: str = AUTO
     donor: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    pad_to_multiple_of: int | None = None
+    pad_to_multiple_of: int | None = PAD_TO_MULTIPLE_OF
     device: str = "auto"
     trust_remote_code: bool = False
 
@@ -39,12 +45,15 @@ class TransplantReport:
     tokenizer: str
     method: str
     options: dict[str, Any]
+    method_reason: str
     donor: str | None
     old_vocab: int
     new_vocab: int
     embedding_rows: int
     tied: bool
     counts: dict[str, int]
+    copied_ids: list[list[int]]  # [start, stop) runs of new ids whose rows were copied from the old model
+    extension: bool
     digits_old: str
     digits_new: str
     warnings: list[str]
@@ -110,9 +119,12 @@ def transplant(
     from ..modeling.load import resolve_device
 
     config = config or TransplantConfig()
-    method = get_method(config.method)
-    if config.donor and not method.uses_donor:
+    if config.method != AUTO:
+        check_options(config.method, config.options)
+    if config.method != AUTO and config.donor and not get_method(config.method).uses_donor:
         raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method blend (or omp)")
+    if config.pad_to_multiple_of is not None and config.pad_to_multiple_of < 1:
+        raise ValueError(f"--pad-to-multiple-of must be at least 1 (1: no padding), got {config.pad_to_multiple_of}")
     if out is not None and Path(out).exists():
         raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
     started = time.perf_counter()
@@ -131,18 +143,26 @@ def transplant(
         logger.warning(warnings[-1])
     old_in = lm.get_input_embeddings().weight.detach()
     plan = build_plan(old, new, old_rows=old_in.shape[0])
+    extension = plan.extends_old()
+    if config.method == AUTO:
+        method_name, auto_options, reason = choose_method(donor=bool(config.donor), extension=extension)
+        options = {**auto_options, **config.options}
+        check_options(method_name, options)
+    else:
+        method_name, options, reason = config.method, dict(config.options), "asked for"
     tied = lm.get_output_embeddings().weight is lm.get_input_embeddings().weight or bool(getattr(lm.config, "tie_word_embeddings", False))
     device = resolve_device(config.device)  # the methods compute there (a GPU when present); the model stays on the CPU
     on_device = plan.to(device)
 
     def rows_for(old_rows: Any, donor_rows: Any) -> Any:
         donor_rows = None if donor_rows is None else donor_rows.to(device)
-        return new_matrix(old_rows.to(device), on_device, config.method, donor=donor_rows, options=config.options).cpu()
+        return new_matrix(old_rows.to(device), on_device, method_name, donor=donor_rows, options=options).cpu()
 
     with torch.no_grad():
         embeddings = rows_for(old_in, donor_in)
         head = None if tied else rows_for(lm.get_output_embeddings().weight.detach(), donor_out if donor_out is not None else donor_in)
-        lm.resize_token_embeddings(plan.new_size, pad_to_multiple_of=config.pad_to_multiple_of, mean_resizing=False)
+        pad = config.pad_to_multiple_of if config.pad_to_multiple_of and config.pad_to_multiple_of > 1 else None
+        lm.resize_token_embeddings(plan.new_size, pad_to_multiple_of=pad, mean_resizing=False)
         rows = lm.get_input_embeddings().weight.shape[0]
         lm.get_input_embeddings().weight[: plan.new_size] = embeddings
         lm.get_input_embeddings().weight[plan.new_size :] = embeddings.mean(0)
@@ -156,8 +176,9 @@ def transplant(
     if new.chat_template is None and old.chat_template is not None and all(m in new.special.chat for m in old.special.chat):
         new.chat_template = old.chat_template  # the markers it names exist in the new vocabulary
     report = TransplantReport(
-        model=model, tokenizer=new.name, method=config.method, options=dict(config.options), donor=config.donor,
+        model=model, tokenizer=new.name, method=method_name, options=options, method_reason=reason, donor=config.donor,
         old_vocab=old.vocab_size, new_vocab=new.vocab_size, embedding_rows=rows, tied=tied, counts=plan.counts(),
+        copied_ids=plan.copied_ranges(), extension=extension,
         digits_old=digits_old, digits_new=digits_new, warnings=warnings, seconds=round(time.perf_counter() - started, 3),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         versions={"tokenshift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,

@@ -1,0 +1,93 @@
+"""Heal recipes, registered like the transplant methods: one file per recipe.
+
+A recipe is a sequence of phases, each given a share of the budget (minutes or tokens):
+
+    rows          distill-rows, then fit-head (the default: measured best on 2 CPU cores, see README)
+    distill-rows  token distillation of the new input rows through a truncated model; head stays tied
+    fit-head      the new output rows fitted on cached final hidden states (the head is untied)
+    stages        the staged trainer (next-token loss and/or cross-tokenizer distillation; any rows,
+                  the whole body, LoRA), built for GPUs and several processes; see ``--stages``
+
+Phase recipes run in one process on one device; ``heal()`` evaluates after every phase and keeps the
+best state that is worse than the start on no evaluated text (the never-worse rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ...registry import lookup
+
+if TYPE_CHECKING:
+    import torch
+
+    from ...tokenizer import Tokenizer
+    from ..budget import Deadline
+    from ..config import HealConfig
+
+
+@dataclass
+class PhaseContext:
+    """What a phase works on. ``teacher``: the original model, or the student itself for an extension
+    (whose copied rows equal the original's); ``new_ids``: the rows the transplant did not copy."""
+
+    config: HealConfig
+    model: Any
+    tokenizer: Tokenizer
+    teacher: Any
+    teacher_tokenizer: Tokenizer
+    documents: list[str]
+    new_ids: torch.Tensor
+    device: str
+    mixed: str
+    deadline: Deadline
+    log: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class PhaseResult:
+    """``objective_start``/``objective_end``: the phase's own loss on data it held out, before and after."""
+
+    name: str
+    seconds: float
+    tokens: int
+    objective: str
+    objective_start: float
+    objective_end: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+PhaseFn = Callable[..., PhaseResult]  # (ctx, *, seconds: float, tokens: int | None) -> PhaseResult
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    phases: tuple[tuple[str, float], ...]  # (phase name, share of the budget); empty for "stages"
+    summary: str
+
+
+PHASES: dict[str, PhaseFn] = {}
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_phase(name: str) -> Callable[[PhaseFn], PhaseFn]:
+    def wrap(fn: PhaseFn) -> PhaseFn:
+        PHASES[name] = fn
+        return fn
+
+    return wrap
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> Recipe:
+    return lookup(RECIPES, name, what="heal recipe")
+
+
+from . import distill_rows, fit_head, rows, stages  # noqa: E402,F401  (registration)

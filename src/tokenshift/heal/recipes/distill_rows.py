@@ -1,0 +1,173 @@
+"""Token distillation of the new input rows (after Dobler et al. 2025, "AweDist").
+
+For a piece of training text that the new tokenizer spells with at least one new token, the frozen
+model reads it twice: with the new tokenization (student, new rows trainable) and with the original
+one (teacher). At every byte offset where both tokenizations end a token, from the end of the first
+new token on, the two final hidden states describe the same history and should agree; the loss is
+their mean squared difference. Only the new rows get a gradient, and only the rows in the batch move
+(:class:`~tokenshift.heal.rows.RowAdam`).
+
+What makes it pay on a CPU (measured, wiki-fr validation, README): the model is truncated to its
+first ~47% of decoder layers (then the final norm), so a step costs under half a full forward and
+backward; bf16 autocast where the CPU has it; short pieces (~200 bytes) and a high row learning rate
+(3e-3) because each row is seen a handful of times in a few minutes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from ..data import cut_pieces
+from ..rows import NewRowEmbedding, RowAdam, autocast, target_layer, truncated
+from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+
+HELD_OUT = 32  # pieces kept back to measure the phase's own objective
+
+
+@dataclass(frozen=True)
+class DistillExample:
+    """Inputs start with each side's conditioning token; ``*_positions`` index the hidden states
+    (input positions) compared, pairwise."""
+
+    student_ids: list[int]
+    teacher_ids: list[int]
+    student_positions: list[int]
+    teacher_positions: list[int]
+
+
+def distill_example(piece: str, ctx: PhaseContext, is_new: torch.Tensor) -> DistillExample | None:
+    """The example of one piece, or None when the new tokenizer uses no new token in it."""
+    s = ctx.tokenizer.encode_with_offsets(piece)
+    first = next((i for i, token in enumerate(s.ids) if is_new[token]), None)
+    if first is None:
+        return None
+    t = ctx.teacher_tokenizer.encode_with_offsets(piece)
+    floor = s.ends[first]
+    teacher_at = {end: j for j, end in enumerate(t.ends)}
+    student_at = {end: i for i, end in enumerate(s.ends) if end >= floor}
+    pairs = [(i + 1, teacher_at[end] + 1) for end, i in student_at.items() if end in teacher_at]
+    if not pairs:
+        return None
+    return DistillExample([ctx.tokenizer.conditioning_token(), *s.ids], [ctx.teacher_tokenizer.conditioning_token(), *t.ids],
+                          [p for p, _ in pairs], [q for _, q in pairs])
+
+
+def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
+def _pad_id(tokenizer: object) -> int:
+    special = tokenizer.special  # type: ignore[attr-defined]
+    return special.pad if special.pad is not None else tokenizer.conditioning_token()  # type: ignore[attr-defined]
+
+
+def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample]) -> torch.Tensor:
+    """Mean squared difference of the compared hidden states of one batch (fp32)."""
+    device = ctx.device
+    s_ids, s_mask = _padded([e.student_ids for e in batch], _pad_id(ctx.tokenizer))
+    t_ids, t_mask = _padded([e.teacher_ids for e in batch], _pad_id(ctx.teacher_tokenizer))
+    rows_s = torch.tensor([r for r, e in enumerate(batch) for _ in e.student_positions])
+    rows_t = torch.tensor([r for r, e in enumerate(batch) for _ in e.teacher_positions])
+    pos_s = torch.tensor([p for e in batch for p in e.student_positions])
+    pos_t = torch.tensor([p for e in batch for p in e.teacher_positions])
+    with torch.no_grad(), autocast(device, ctx.mixed):
+        teacher = ctx.teacher.get_decoder()(input_ids=t_ids.to(device), attention_mask=t_mask.to(device), use_cache=False).last_hidden_state
+        target = teacher[rows_t, pos_t].float()
+    with autocast(device, ctx.mixed):
+        hidden = ctx.model.get_decoder()(inputs_embeds=embedding(s_ids.to(device)), attention_mask=s_mask.to(device),
+                                         use_cache=False).last_hidden_state
+    return (hidden[rows_s, pos_s].float() - target).pow(2).mean()
+
+
+@register_phase("distill-rows")
+def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    config = ctx.config
+    started = time.perf_counter()
+    stop_at = min(seconds, ctx.deadline.remaining())
+    clock_start = ctx.deadline.elapsed()
+    layers = target_layer(ctx.model, config.distill_layer)
+    pieces = cut_pieces(ctx.documents, target_bytes=config.distill_piece_bytes)
+    random.Random(config.seed).shuffle(pieces)
+    is_new = torch.zeros(max(ctx.model.get_input_embeddings().weight.shape[0], ctx.tokenizer.vocab_size), dtype=torch.bool)
+    is_new[ctx.new_ids] = True
+    ctx.model.requires_grad_(False)
+    ctx.teacher.requires_grad_(False)
+    embedding = NewRowEmbedding(ctx.model, ctx.new_ids)
+    optimizer = RowAdam(embedding.rows, lr=config.row_lr)
+
+    # Tokenize lazily, in order, so a short run does not pay for the whole text; later passes skip
+    # the held-out pieces at the front.
+    cursor = 0
+    first_train = 0
+
+    def next_examples(n: int) -> list[DistillExample]:
+        nonlocal cursor
+        found: list[DistillExample] = []
+        scanned = 0
+        while len(found) < n and scanned < len(pieces):
+            index = cursor % len(pieces)
+            cursor += 1
+            scanned += 1
+            if cursor > len(pieces) and index < first_train:
+                continue
+            example = distill_example(pieces[index], ctx, is_new)
+            if example is not None:
+                found.append(example)
+        return found
+
+    held = next_examples(HELD_OUT)
+    if not held:
+        raise ValueError("distill-rows: the new tokenizer uses none of its new tokens on the training text; "
+                         "there is nothing to distil (heal on text in the new tokenizer's language)")
+    first_train = cursor
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            losses = [distill_loss(ctx, embedding, held[i: i + config.distill_batch]).item() for i in range(0, len(held), config.distill_batch)]
+        return sum(losses) / len(losses)
+
+    with truncated(ctx.model, layers), truncated(ctx.teacher, layers) if ctx.teacher is not ctx.model else nullcontext():
+        start_loss = held_loss()
+        seen_tokens = steps = 0
+        step_seconds = 0.0
+        while True:
+            elapsed = ctx.deadline.elapsed() - clock_start
+            if elapsed + step_seconds > stop_at or (tokens is not None and seen_tokens >= tokens):
+                break
+            if cursor >= first_train + len(pieces) * 8:  # eight passes at most
+                break
+            step_started = ctx.deadline.elapsed()
+            batch = next_examples(config.distill_batch)
+            if not batch:
+                break
+            loss = distill_loss(ctx, embedding, batch)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            seen_tokens += sum(len(e.student_ids) - 1 for e in batch)
+            took = ctx.deadline.elapsed() - step_started
+            step_seconds = 0.8 * step_seconds + 0.2 * took if steps > 1 else took
+            if steps % 20 == 0:
+                ctx.log(f"distill-rows step {steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
+        end_loss = held_loss()
+    embedding.write_back()
+    trained_rows = int((optimizer.count > 0).sum())
+    return PhaseResult("distill-rows", round(time.perf_counter() - started, 3), seen_tokens, "mse of hidden states", start_loss, end_loss,
+                       {"layers": layers, "of_layers": len(ctx.model.get_decoder().layers), "steps": steps, "lr": config.row_lr,
+                        "batch": config.distill_batch, "piece_bytes": config.distill_piece_bytes, "new_rows": int(len(ctx.new_ids)),
+                        "rows_trained": trained_rows})
+
+
+register_recipe(Recipe("distill-rows", (("distill-rows", 1.0),),
+                       "token distillation of the new input rows through a truncated model; the head stays tied"))

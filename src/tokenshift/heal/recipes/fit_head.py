@@ -1,0 +1,215 @@
+"""The new output rows, fitted on cached final hidden states.
+
+One no-grad forward pass over training text stores the final (normed) hidden state and the target of
+every position. The rows the transplant copied stay fixed, so their part of each softmax
+(``logsumexp`` over the fixed rows, and the target's logit when the target is an old token) is
+computed once; after that a step over a batch of positions costs one (positions x new rows x width)
+product, hundreds of times cheaper than a model step, and the phase can make many passes.
+
+A tied model is untied first (HF folders have no partly tied head): the old output rows stay equal
+to the input rows, the new output rows are free to differ from the new input rows. The size cost,
+one more vocabulary x width matrix, is reported (``added_parameters``); the never-worse rule in
+``heal()`` goes back to the tied state when the fit does not pay. Early stopping on a tenth of the
+cached pieces guards against fitting the head to the training text.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import torch
+
+from ..data import cut_pieces
+from ..forward import logit_softcap
+from ..rows import autocast
+from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+
+CACHE_SHARE = 0.3  # of the phase's time spent on the forward pass that fills the cache (as much again goes to the fixed rows' softmax part)
+LOGIT_ROWS = 2048  # positions per block when computing the fixed rows' part of the softmax
+BATCH = 1024  # positions per step (256 overshot on wiki-fr validation: Adam normalises the noise of rare rows)
+WARMUP = 50  # steps of linear warm-up: Adam's first steps move every new row by ~lr per coordinate at once
+# Adam's epsilon, far above the default 1e-8: a rare row's gradient is mostly the softmax pushing it
+# down by a tiny amount, which Adam would otherwise normalise into a full-size step. Chosen on wiki
+# fr+en validation (3.9856 -> 3.8305 nats after 4 epochs; 3.8835 with 1e-8, 3.8626 with 1e-6).
+ADAM_EPS = 1e-5
+
+
+def is_tied(model: Any) -> bool:
+    head = model.get_output_embeddings()
+    return head is not None and head.weight is model.get_input_embeddings().weight
+
+
+def _set_tied_flag(model: Any, tied: bool) -> None:
+    for config in (model.config, getattr(model.config, "text_config", None)):
+        if config is not None and hasattr(config, "tie_word_embeddings"):
+            config.tie_word_embeddings = tied
+
+
+def untie_head(model: Any) -> int:
+    """Give the output head its own copy of the embedding matrix; returns the parameters added."""
+    if not is_tied(model):
+        return 0
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(model.get_input_embeddings().weight.detach().clone(), requires_grad=False)
+    _set_tied_flag(model, False)
+    return int(head.weight.numel())
+
+
+def tie_head(model: Any) -> None:
+    """Share the input embedding as the output head again (undoes :func:`untie_head`)."""
+    model.get_output_embeddings().weight = model.get_input_embeddings().weight
+    _set_tied_flag(model, True)
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None) -> torch.Tensor:
+    logits = hidden @ weight.T
+    if bias is not None:
+        logits = logits + bias
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
+    return logits
+
+
+@torch.no_grad()
+def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
+    """(hidden states (n, D) bf16 per piece, targets (n,) per piece, tokens) until time or tokens run out."""
+    model, tokenizer, device = ctx.model, ctx.tokenizer, ctx.device
+    conditioning = tokenizer.conditioning_token()
+    pad = tokenizer.special.pad if tokenizer.special.pad is not None else conditioning
+    started = ctx.deadline.elapsed()
+    hidden_out: list[torch.Tensor] = []
+    target_out: list[torch.Tensor] = []
+    seen = 0
+    batch = 8
+    for first in range(0, len(pieces), batch):
+        if ctx.deadline.elapsed() - started > seconds or (tokens is not None and seen >= tokens) or ctx.deadline.expired():
+            break
+        rows = [ids[: ctx.config.seq_len] for ids in tokenizer.encode_batch(pieces[first: first + batch])]
+        rows = [r for r in rows if r]
+        if not rows:
+            continue
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = torch.tensor([conditioning, *row[:-1]])
+            mask[r, : len(row)] = 1
+        with autocast(device, ctx.mixed):
+            hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
+        for r, row in enumerate(rows):
+            hidden_out.append(hidden[r, : len(row)].to(torch.bfloat16).cpu())
+            target_out.append(torch.tensor(row))
+            seen += len(row)
+    return hidden_out, target_out, seen
+
+
+@torch.no_grad()
+def fixed_parts(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, fixed: torch.Tensor, bias: torch.Tensor | None,
+                softcap: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position: logsumexp of the fixed rows' logits, and the target's logit (meaningful where the
+    target is a fixed row)."""
+    lse, target_logit = [], []
+    for first in range(0, len(hidden), LOGIT_ROWS):
+        h = hidden[first: first + LOGIT_ROWS].float()
+        logits = _logits(h, weight.float(), bias.float() if bias is not None else None, softcap)
+        target_logit.append(logits.gather(1, targets[first: first + LOGIT_ROWS, None]).squeeze(1))
+        lse.append(logits.masked_fill(~fixed, float("-inf")).logsumexp(1))
+    return torch.cat(lse), torch.cat(target_logit)
+
+
+def head_loss(rows: torch.Tensor, hidden: torch.Tensor, slot: torch.Tensor, lse_fixed: torch.Tensor, target_fixed: torch.Tensor,
+              bias: torch.Tensor | None, softcap: float | None) -> torch.Tensor:
+    """Mean next-token loss (nats) of positions whose softmax is (fixed rows) + ``rows``; ``slot``: the
+    target's index in ``rows``, -1 where the target is a fixed row."""
+    logits = _logits(hidden.float(), rows, bias, softcap)
+    lse = torch.logaddexp(lse_fixed, logits.logsumexp(1))
+    target = torch.where(slot >= 0, logits.gather(1, slot.clamp(min=0)[:, None]).squeeze(1), target_fixed)
+    return (lse - target).mean()
+
+
+@register_phase("fit-head")
+def fit_head(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    config = ctx.config
+    wall = time.perf_counter()
+    started = ctx.deadline.elapsed()  # the phase's own time runs on the deadline's clock (injectable)
+    seconds = min(seconds, ctx.deadline.remaining())
+
+    def spent() -> float:
+        return ctx.deadline.elapsed() - started
+
+    model = ctx.model
+    model.requires_grad_(False)
+    pieces = cut_pieces(ctx.documents, target_bytes=config.head_piece_bytes)
+    random.Random(config.seed + 1).shuffle(pieces)
+    hidden_list, target_list, seen = cache_hidden_states(ctx, pieces, seconds=seconds * CACHE_SHARE, tokens=tokens)
+    if len(hidden_list) < 2:
+        raise ValueError("fit-head: too little training text (or time) to cache two pieces; give more text or minutes")
+    cache_seconds = spent()
+    n_val = max(1, len(hidden_list) // 10)
+    added = untie_head(model)
+    head = model.get_output_embeddings()
+    weight = head.weight
+    new_ids = ctx.new_ids.to(weight.device)
+    fixed = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+    fixed[new_ids] = False
+    slot_of = torch.full((weight.shape[0],), -1, dtype=torch.long)
+    slot_of[new_ids.cpu()] = torch.arange(len(new_ids))
+    bias = head.bias
+    softcap = logit_softcap(model)
+    new_bias = bias.detach()[new_ids].float() if bias is not None else None
+
+    def prepare(hs: list[torch.Tensor], ts: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        hidden = torch.cat(hs).to(weight.device)
+        targets = torch.cat(ts).to(weight.device)
+        lse, target_logit = fixed_parts(hidden, targets, weight, fixed, bias, softcap)
+        return hidden, slot_of.to(weight.device)[targets], lse, target_logit
+
+    train = prepare(hidden_list[n_val:], target_list[n_val:])
+    val = prepare(hidden_list[:n_val], target_list[:n_val])
+    rows = torch.nn.Parameter(weight.detach()[new_ids].clone().float())
+    optimizer = torch.optim.Adam([rows], lr=config.head_lr, eps=ADAM_EPS)
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return sum(head_loss(rows, *(t[i: i + 4096] for t in val), new_bias, softcap).item() * len(val[0][i: i + 4096])
+                       for i in range(0, len(val[0]), 4096)) / len(val[0])
+
+    start_loss = best_loss = val_loss()
+    best = rows.detach().clone()
+    generator = torch.Generator().manual_seed(config.seed)
+    n = len(train[0])
+    batch = BATCH
+    epochs = bad = steps = 0
+    while spent() < seconds and epochs < 50:
+        order = torch.randperm(n, generator=generator).to(weight.device)
+        for first in range(0, n, batch):
+            index = order[first: first + batch]
+            loss = head_loss(rows, *(t[index] for t in train), new_bias, softcap)
+            steps += 1
+            for group in optimizer.param_groups:
+                group["lr"] = config.head_lr * min(1.0, steps / WARMUP)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if spent() >= seconds:
+                break
+        epochs += 1
+        current = val_loss()
+        ctx.log(f"fit-head epoch {epochs}: validation loss {current:.4f} (start {start_loss:.4f})")
+        if current < best_loss:
+            best_loss, best, bad = current, rows.detach().clone(), 0
+        else:
+            bad += 1
+            if bad >= 2:
+                break
+    with torch.no_grad():
+        weight[new_ids] = best.to(weight.dtype)
+    return PhaseResult("fit-head", round(time.perf_counter() - wall, 3), seen, "next-token loss on cached positions (nats)",
+                       start_loss, best_loss,
+                       {"cached_positions": int(n + len(val[0])), "validation_positions": int(len(val[0])), "cache_seconds": round(cache_seconds, 3),
+                        "epochs": epochs, "steps": steps, "lr": config.head_lr, "untied": bool(added), "added_parameters": added})
+
+
+register_recipe(Recipe("fit-head", (("fit-head", 1.0),), "the new output rows fitted on cached final hidden states (head untied)"))

@@ -1,0 +1,172 @@
+"""Heal recipes on tiny models: each lowers its own objective, frozen rows stay bit-identical, the
+never-worse rule keeps the start when training only hurts, ``minutes`` stops at the budget (an
+injected clock, not a timed test), the untied head reloads from a plain HF folder."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import synthetic_corpus
+from tokenshift.heal import HealConfig, heal
+from tokenshift.heal.budget import Deadline
+from tokenshift.heal.guard import NeverWorse
+from tokenshift.heal.rows import RowAdam, ids_from_runs, new_row_ids
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory, tiny_model_dir):
+    """A tiny model transplanted onto an extension of its own tokenizer (30 new merges), and a corpus
+    that uses them."""
+    from tokenshift.train import TrainConfig, train_tokenizer
+    from tokenshift.transplant import transplant
+    from tokenshift.modeling import load_model
+
+    root = tmp_path_factory.mktemp("recipes")
+    lines = [f"{line} anticonstitutionnellement développement" for line in synthetic_corpus(300, seed=3)]
+    (root / "new.txt").write_text("\n".join(lines))
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": " ".join(lines[i: i + 10])}) for i in range(0, 300, 10)) + "\n")
+    vocab = load_model(str(tiny_model_dir), device="cpu").tokenizer.vocab_size
+    train_tokenizer([str(root / "new.txt")], TrainConfig(vocab_size=vocab + 30, extend=str(tiny_model_dir), protect=()), out=root / "ext")
+    transplant(str(tiny_model_dir), str(root / "ext"), out=root / "student")
+    return {"student": str(root / "student"), "corpus": str(corpus), "original": str(tiny_model_dir)}
+
+
+def cfg(extended, **options):
+    base = dict(text=(extended["corpus"],), tokens=3000, eval_bytes=1500, keep_last=True, distill_batch=4, distill_piece_bytes=60,
+                head_piece_bytes=120, seq_len=32, mixed_precision="no")
+    return HealConfig(**{**base, **options})
+
+
+def weights(folder):
+    from tokenshift.modeling import load_model
+
+    return load_model(folder, device="cpu", dtype="float32")
+
+
+@pytest.mark.parametrize("recipe", ["distill-rows", "fit-head"])
+def test_each_recipe_lowers_its_own_objective(recipe, extended):
+    _, _, report = heal(extended["student"], config=cfg(extended, recipe=recipe, row_lr=1e-2, head_lr=1e-2))
+    (phase,) = report.phases
+    assert phase["name"] == recipe and phase["tokens"] > 0
+    assert phase["objective_end"] < phase["objective_start"], phase
+    assert report.recipe == recipe and [p["phase"] for p in report.curve] == ["start", recipe]
+
+
+def test_rows_keeps_copied_rows_and_body_bit_identical_and_reloads(extended, tmp_path):
+    before = weights(extended["student"])
+    copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])
+    lm, tokenizer, report = heal(extended["student"], config=cfg(extended, recipe="rows", row_lr=1e-2, head_lr=1e-2), out=tmp_path / "out")
+    assert [p["name"] for p in report.phases] == ["distill-rows", "fit-head"]
+    old_in, new_in = before.model.get_input_embeddings().weight, lm.get_input_embeddings().weight
+    assert torch.equal(old_in[copied], new_in[copied])
+    new_ids = new_row_ids(copied, tokenizer.vocab_size)
+    assert not torch.equal(old_in[new_ids], new_in[new_ids])
+    body_old = {k: v for k, v in before.model.state_dict().items() if "embed" not in k and "lm_head" not in k}
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in body_old.items())
+    assert report.untied and report.added_parameters == new_in.numel()
+    head = lm.get_output_embeddings().weight
+    assert torch.equal(head[copied], old_in[copied])  # the old output rows are the original's
+    reloaded = weights(str(tmp_path / "out"))
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False
+    assert reloaded.model.get_output_embeddings().weight is not reloaded.model.get_input_embeddings().weight
+    ids = torch.tensor([[1, 5, 9, int(new_ids[0])]])
+    assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
+    saved = json.loads((tmp_path / "out" / "heal.json").read_text())
+    assert saved["recipe"] == "rows" and saved["kept"]["state"] == "fit-head" and "minutes" in saved["curve"][0]
+
+
+def test_never_worse_keeps_the_start_when_training_only_hurts(extended):
+    before = weights(extended["student"])
+    harm = cfg(extended, recipe="distill-rows", row_lr=50.0, keep_last=False)
+    lm, _, report = heal(extended["student"], config=harm)
+    assert report.kept["state"] == "start" and "worse than the start" in report.kept["reason"]
+    assert torch.equal(lm.get_input_embeddings().weight, before.model.get_input_embeddings().weight)
+    last, _, kept_last = heal(extended["student"], config=replace(harm, keep_last=True))
+    assert kept_last.kept["state"] == "distill-rows" and "--keep-last" in kept_last.kept["reason"]
+    assert not torch.equal(last.get_input_embeddings().weight, before.model.get_input_embeddings().weight)
+
+
+def test_minutes_stop_at_the_budget_with_an_injected_clock(extended):
+    now = [0.0]
+
+    def clock():  # every reading advances a second: the budget runs out after a bounded amount of work
+        now[0] += 1.0
+        return now[0]
+
+    _, _, report = heal(extended["student"], config=cfg(extended, recipe="rows", tokens=None, minutes=1.0), clock=clock)
+    assert report.curve[-1]["minutes"] <= 1.5
+    distill, head = report.phases
+    assert 0 < distill["details"]["steps"] < 40 and head["details"]["epochs"] < 50  # both stopped by the clock, not by their caps
+
+
+def test_stages_recipe_stops_at_the_minutes_budget(extended):
+    now = [0.0]
+
+    def clock():
+        now[0] += 5.0
+        return now[0]
+
+    config = cfg(extended, recipe="stages", tokens=None, steps=50, minutes=1.0, batch_size=2, log_every=0)
+    _, _, report = heal(extended["student"], config=config, clock=clock)
+    assert 0 < report.steps < 50
+
+
+def test_budget_and_recipe_mistakes_answer_with_the_fix(extended):
+    with pytest.raises(ValueError, match="give a budget"):
+        HealConfig(text=("x",)).check()
+    with pytest.raises(ValueError, match="not --steps"):
+        HealConfig(text=("x",), recipe="rows", steps=3).check()
+    with pytest.raises(ValueError, match="unknown recipe 'row'"):
+        HealConfig(text=("x",), recipe="row", minutes=1).check()
+    with pytest.raises(ValueError, match="transplant.json"):
+        heal(extended["original"], config=cfg(extended, recipe="rows"))
+    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+        heal(extended["student"] + "-missing", config=cfg(extended, recipe="rows"))
+
+
+def test_auto_recipe_is_rows_for_a_transplant_and_stages_for_steps(extended):
+    from tokenshift.heal.run import resolve_recipe
+
+    assert resolve_recipe(HealConfig(text=("x",), minutes=1), extended["student"])[0] == "rows"
+    assert resolve_recipe(HealConfig(text=("x",), steps=3), extended["student"])[0] == "stages"
+    assert resolve_recipe(HealConfig(text=("x",), minutes=1), extended["original"])[0] == "stages"
+
+
+def test_row_adam_moves_only_rows_with_a_gradient():
+    rows = torch.nn.Parameter(torch.zeros(4, 3))
+    optimizer = RowAdam(rows, lr=0.1)
+    rows.grad = torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, -2.0, 0], [0, 0, 0]])
+    assert optimizer.step() == 2
+    first = rows.detach().clone()
+    assert torch.allclose(first[0], torch.tensor([-0.1, 0, 0])) and torch.equal(first[1], torch.zeros(3))
+    rows.grad = torch.tensor([[0.0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1.0]])
+    optimizer.step()  # row 0 had momentum; plain Adam would move it again
+    assert torch.equal(rows.detach()[0], first[0]) and torch.allclose(rows.detach()[3], torch.tensor([0, 0, -0.1]))
+
+
+def test_guard_keeps_the_best_state_no_worse_than_the_start():
+    states = {"value": 0}
+    guard = NeverWorse(lambda: states["value"], lambda state: states.update(value=state))
+    guard.offer("start", {"a": 2.0, "b": 1.0})
+    states["value"] = 1
+    guard.offer("one", {"a": 1.5, "b": 1.0})
+    states["value"] = 2
+    guard.offer("two", {"a": 1.0, "b": 1.1})  # better on a, worse than the start on b
+    kept = guard.finish(keep_last=False)
+    assert kept["state"] == "one" and states["value"] == 1 and "b 1.1000 > 1.0000" in kept["reason"]
+
+
+def test_deadline_counts_on_its_clock():
+    now = [10.0]
+    deadline = Deadline(60, clock=lambda: now[0])
+    now[0] = 40.0
+    assert deadline.elapsed() == 30 and deadline.remaining() == 30 and not deadline.expired()
+    now[0] = 71.0
+    assert deadline.expired() and Deadline(None).remaining() == float("inf")
