@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import synthetic_corpus
-from tokenshift.heal import HealConfig, heal
+from tokenshift.heal import HealConfig, Stage, heal
 from tokenshift.heal.budget import Deadline
 from tokenshift.heal.guard import NeverWorse
 from tokenshift.heal.rows import RowAdam, ids_from_runs, new_row_ids
@@ -170,3 +170,12 @@ def test_deadline_counts_on_its_clock():
     assert deadline.elapsed() == 30 and deadline.remaining() == 30 and not deadline.expired()
     now[0] = 71.0
     assert deadline.expired() and Deadline(None).remaining() == float("inf")
+
+
+def test_stages_never_worse_reloads_the_input_model(extended):
+    before = weights(extended["student"])
+    harm = cfg(extended, recipe="stages", tokens=None, steps=3, batch_size=2, log_every=0, keep_last=False,
+               stages=(Stage("all", lr=50.0, warmup=0),))
+    lm, _, report = heal(extended["student"], config=harm)
+    assert report.kept["state"] == "start" and "worse than the start" in report.kept["reason"]
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.model.state_dict().items())

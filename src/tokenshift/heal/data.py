@@ -156,7 +156,7 @@ def make_batch(
     """Tokenize ``pieces`` for the student (at most ``seq_len`` tokens each; longer ones are truncated
     and counted) and, with a teacher, for the teacher too, with their aligned chunks."""
     student_cond = student.conditioning_token()
-    student_pad = student.special.pad if student.special.pad is not None else student_cond
+    student_pad = student.padding_token()
     student_ids: list[list[int]] = []
     student_chunks: list[list[int]] = []
     teacher_ids: list[list[int]] = []
@@ -189,7 +189,7 @@ def make_batch(
         return Batch(_rows(student_ids, None, conditioning=student_cond, pad_id=student_pad), None, 0,
                      sum(map(len, student_ids)), 0, n_bytes, truncated)
     teacher_cond = teacher.conditioning_token()
-    teacher_pad = teacher.special.pad if teacher.special.pad is not None else teacher_cond
+    teacher_pad = teacher.padding_token()
     return Batch(
         _rows(student_ids, student_chunks, conditioning=student_cond, pad_id=student_pad),
         _rows(teacher_ids, teacher_chunks, conditioning=teacher_cond, pad_id=teacher_pad),

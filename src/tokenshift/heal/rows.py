@@ -23,12 +23,15 @@ import torch
 from torch import nn
 
 
+def transplant_record(model_dir: str | Path) -> dict:
+    """``MODEL_DIR/transplant.json`` (empty when the folder has none)."""
+    report = Path(model_dir) / "transplant.json"
+    return json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
+
+
 def copied_ids_from_report(model_dir: str | Path) -> list[list[int]] | None:
     """``copied_ids`` ([start, stop) runs) of ``MODEL_DIR/transplant.json``, or None if it has none."""
-    report = Path(model_dir) / "transplant.json"
-    if not report.is_file():
-        return None
-    runs = json.loads(report.read_text(encoding="utf-8")).get("copied_ids")
+    runs = transplant_record(model_dir).get("copied_ids")
     return [list(map(int, run)) for run in runs] if runs is not None else None
 
 

@@ -74,12 +74,9 @@ class HealReport:
 
 def original_model(model_dir: str, teacher: str | None) -> str | None:
     """The model the transplant started from: ``teacher`` if given, else ``transplant.json``'s ``model``."""
-    if teacher:
-        return teacher
-    report = Path(model_dir) / "transplant.json"
-    if report.is_file():
-        return json.loads(report.read_text(encoding="utf-8")).get("model")
-    return None
+    from .rows import transplant_record
+
+    return teacher or transplant_record(model_dir).get("model")
 
 
 def copied_rows(original: str | None, new: Tokenizer, *, trust_remote_code: bool, model_dir: str | None = None) -> Any:
@@ -255,12 +252,12 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     from .guard import NeverWorse
     from .recipes import PHASES, PhaseContext, get_recipe
     from .recipes.fit_head import is_tied, tie_head, untie_head
-    from .rows import autocast, copied_ids_from_report, ids_from_runs, new_row_ids
+    from .rows import autocast, new_row_ids, transplant_record
 
     recipe = get_recipe(recipe_name)
-    runs = copied_ids_from_report(model)
-    original = original_model(model, config.teacher)
-    if runs is None or original is None:
+    record = transplant_record(model)
+    original = config.teacher or record.get("model")
+    if record.get("copied_ids") is None or original is None:
         raise ValueError(f"recipe {recipe_name!r} trains the rows a transplant did not copy, and {model} has no transplant.json "
                          "naming its model and copied_ids: heal a folder written by tokenshift transplant, or use --recipe stages")
     started = time.perf_counter()
@@ -271,11 +268,13 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     check_head(student.model, model)
     lm = student.model
     lm.eval()  # no dropout: the phases fit rows to a deterministic model
-    new_ids = new_row_ids(ids_from_runs(runs), student.tokenizer.vocab_size)
+    tied_at_start = is_tied(lm)
+    copied = copied_rows(original, student.tokenizer, trust_remote_code=config.trust_remote_code, model_dir=model)
+    new_ids = new_row_ids(copied, student.tokenizer.vocab_size)
     if not len(new_ids):
         raise ValueError(f"every token of {model}'s tokenizer had its row copied from {original}; there are no new rows to heal "
                          "(use --recipe stages to train other parameters)")
-    extension = bool(json.loads((Path(model) / "transplant.json").read_text(encoding="utf-8")).get("extension"))
+    extension = bool(record.get("extension"))
     teacher_tokenizer = load_tokenizer(model_location(original), trust_remote_code=config.trust_remote_code)
     if extension:  # an extension keeps every old id and row: the student with the old ids is the original model
         teacher = lm
@@ -342,8 +341,7 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
         if eval_sets:
             guard.offer(name, evaluate(name))
     kept = guard.finish(keep_last=config.keep_last)
-    lm.eval()
-    untied = not is_tied(lm) and _was_tied(model)
+    untied = tied_at_start and not is_tied(lm)
     added = int(lm.get_output_embeddings().weight.numel()) if untied else 0
     report = HealReport(
         model=model, teacher=original, tokenizer=student.tokenizer.name,
@@ -359,15 +357,6 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     if out is not None:
         _write(out, lm, student.tokenizer, model, report)
     return lm, student.tokenizer, report
-
-
-def _was_tied(model: str) -> bool:
-    from transformers import AutoConfig
-
-    from ..modeling.load import model_location
-
-    config = AutoConfig.from_pretrained(model_location(model))
-    return bool(getattr(config, "tie_word_embeddings", getattr(getattr(config, "text_config", None), "tie_word_embeddings", False)))
 
 
 def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: Progress | None, clock: Clock,
@@ -501,18 +490,15 @@ def _accelerator(device: str, mixed: str) -> Any:
 
 
 def _never_worse_stages(state: HealState, config: HealConfig) -> dict[str, Any]:
-    """The stages trainer compares its end with its start (the model on disk, so nothing is copied):
-    ``{"state": "end" | "start", ...}``."""
-    if len(state.curve) < 2:
-        return {"state": "end", "reason": "nothing was evaluated (no evaluation text), so the final state is kept", "bits_per_byte": {}}
-    first, last = state.curve[0]["bits_per_byte"], state.curve[-1]["bits_per_byte"]
-    worse = [f"{n} {last[n]:.4f} > {first[n]:.4f}" for n in last if last[n] > first.get(n, float("inf")) * (1 + config.worse_tolerance)]
-    if not worse:
-        return {"state": "end", "reason": "worse than the start on no evaluated text", "bits_per_byte": last}
-    if config.keep_last:
-        return {"state": "end", "reason": f"--keep-last (worse than the start on {', '.join(worse)})", "bits_per_byte": last}
-    return {"state": "start", "reason": f"the final state is worse than the start on {', '.join(worse)}; kept the start (the input model)",
-            "bits_per_byte": first}
+    """The never-worse rule over the stages trainer's first and last evaluation. The start is the
+    model on disk, so nothing is copied: a kept ``start`` means the caller loads it again."""
+    from .guard import NeverWorse
+
+    guard = NeverWorse(lambda: None, lambda state: None, tolerance=config.worse_tolerance)
+    if len(state.curve) >= 2:
+        guard.offer("start", state.curve[0]["bits_per_byte"])
+        guard.offer("end", state.curve[-1]["bits_per_byte"])
+    return guard.finish(keep_last=config.keep_last)
 
 
 def _time_one_step(model: Any, pieces: list[str], tokenizer: Tokenizer, config: HealConfig, accelerator: Any, loss_impl: str) -> float:

@@ -150,6 +150,11 @@ class Tokenizer:
     def id_to_token(self, token_id: int) -> str | None:
         return self.backend.id_to_token(token_id)
 
+    def padding_token(self) -> int:
+        """The id that pads a batch: PAD where the tokenizer has one, else the conditioning token
+        (padded positions are masked, so any id serves)."""
+        return self.special.pad if self.special.pad is not None else self.conditioning_token()
+
     def conditioning_token(self) -> int:
         """The token every document is conditioned on: BOS where the tokenizer adds one by default,
         else the pretraining document separator (``<|endoftext|>`` and kin), else EOS, else BOS."""

@@ -67,16 +67,11 @@ def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask
 
 
-def _pad_id(tokenizer: object) -> int:
-    special = tokenizer.special  # type: ignore[attr-defined]
-    return special.pad if special.pad is not None else tokenizer.conditioning_token()  # type: ignore[attr-defined]
-
-
 def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample]) -> torch.Tensor:
     """Mean squared difference of the compared hidden states of one batch (fp32)."""
     device = ctx.device
-    s_ids, s_mask = _padded([e.student_ids for e in batch], _pad_id(ctx.tokenizer))
-    t_ids, t_mask = _padded([e.teacher_ids for e in batch], _pad_id(ctx.teacher_tokenizer))
+    s_ids, s_mask = _padded([e.student_ids for e in batch], ctx.tokenizer.padding_token())
+    t_ids, t_mask = _padded([e.teacher_ids for e in batch], ctx.teacher_tokenizer.padding_token())
     rows_s = torch.tensor([r for r, e in enumerate(batch) for _ in e.student_positions])
     rows_t = torch.tensor([r for r, e in enumerate(batch) for _ in e.teacher_positions])
     pos_s = torch.tensor([p for e in batch for p in e.student_positions])

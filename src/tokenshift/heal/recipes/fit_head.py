@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..data import cut_pieces
+from ..data import cut_pieces, make_batch
 from ..forward import logit_softcap
 from ..rows import autocast
 from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
@@ -76,8 +76,6 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
     """(hidden states (n, D) bf16 per piece, targets (n,) per piece, tokens) until time or tokens run out."""
     model, tokenizer, device = ctx.model, ctx.tokenizer, ctx.device
-    conditioning = tokenizer.conditioning_token()
-    pad = tokenizer.special.pad if tokenizer.special.pad is not None else conditioning
     started = ctx.deadline.elapsed()
     hidden_out: list[torch.Tensor] = []
     target_out: list[torch.Tensor] = []
@@ -86,22 +84,16 @@ def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float,
     for first in range(0, len(pieces), batch):
         if ctx.deadline.elapsed() - started > seconds or (tokens is not None and seen >= tokens) or ctx.deadline.expired():
             break
-        rows = [ids[: ctx.config.seq_len] for ids in tokenizer.encode_batch(pieces[first: first + batch])]
-        rows = [r for r in rows if r]
-        if not rows:
-            continue
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor([conditioning, *row[:-1]])
-            mask[r, : len(row)] = 1
+        rows = make_batch(pieces[first: first + batch], tokenizer, None, seq_len=ctx.config.seq_len).student
         with autocast(device, ctx.mixed):
-            hidden = model.get_decoder()(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
-        for r, row in enumerate(rows):
-            hidden_out.append(hidden[r, : len(row)].to(torch.bfloat16).cpu())
-            target_out.append(torch.tensor(row))
-            seen += len(row)
+            hidden = model.get_decoder()(input_ids=rows.input_ids.to(device), attention_mask=rows.attention_mask.to(device),
+                                         use_cache=False).last_hidden_state
+        for r in range(len(rows.input_ids)):
+            scored = rows.scored[r]
+            if scored.any():
+                hidden_out.append(hidden[r][scored.to(hidden.device)].to(torch.bfloat16).cpu())
+                target_out.append(rows.targets[r][scored])
+                seen += int(scored.sum())
     return hidden_out, target_out, seen
 
 
