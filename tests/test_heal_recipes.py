@@ -127,7 +127,7 @@ def test_budget_and_recipe_mistakes_answer_with_the_fix(extended):
         HealConfig(text=("x",), recipe="row", minutes=1).check()
     with pytest.raises(ValueError, match="transplant.json"):
         heal(extended["original"], config=cfg(extended, recipe="rows"))
-    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
         heal(extended["student"] + "-missing", config=cfg(extended, recipe="rows"))
 
 

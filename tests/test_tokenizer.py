@@ -102,6 +102,12 @@ def test_bad_tokenizer_inputs(tmp_path):
         load_tokenizer(tmp_path)
     bad = tmp_path / "tokenizer.json"
     bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a tokenizer.json: not valid JSON"):
+        load_tokenizer(bad)
+    bad.write_text('{"version": "1.0", "vocab": {"a": 0}}')
+    with pytest.raises(ValueError, match='JSON but not a Hugging Face tokenizer.json: it has no "model" table'):
+        load_tokenizer(bad)
+    bad.write_text('{"model": {"type": "Nonsense"}}')
     with pytest.raises(ValueError, match="not a valid Hugging Face tokenizer.json"):
         load_tokenizer(bad)
     with pytest.raises(ValueError, match="asset 'wiki-fr' is text"):

@@ -219,7 +219,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
+    from .options import OneLineParser, at_least_two, positive_float, positive_int
+
+    parser = OneLineParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -235,10 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model asset, folder or Hugging Face id")
     p.add_argument("--tokenizer", help="tokenizer to use instead of the model's own")
     p.add_argument("--text", nargs="+", required=True, help="text specs: ASSET:SPLIT (wiki-fr:test), file, folder or glob")
-    p.add_argument("--max-bytes", type=int, help="keep the leading whole documents up to this many bytes per text")
-    p.add_argument("--context", type=int, help="window length in tokens (default: the model's, at most 2048)")
-    p.add_argument("--stride", type=int, help="tokens scored per window (default: the context; smaller = overlapping)")
-    p.add_argument("--batch-tokens", type=int, help="padded tokens per forward pass")
+    p.add_argument("--max-bytes", type=positive_int, help="keep the leading whole documents up to this many bytes per text")
+    p.add_argument("--context", type=at_least_two, help="window length in tokens (default: the model's, at most 2048)")
+    p.add_argument("--stride", type=positive_int, help="tokens scored per window (default: the context; smaller = overlapping)")
+    p.add_argument("--batch-tokens", type=positive_int, help="padded tokens per forward pass")
     p.add_argument("--bos-token", help="token each document is conditioned on (default: BOS or document separator)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -250,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tokenizers", nargs="+", help="tokenizer assets, tokenizer.json files, folders, .tiktoken, .gguf or ids")
     p.add_argument("--text", nargs="+", required=True)
     p.add_argument("--reference", help="parallel text in the reference language: report the token premium of each text against it")
-    p.add_argument("--max-bytes", type=int)
-    p.add_argument("--renyi-alpha", type=float, default=2.5)
+    p.add_argument("--max-bytes", type=positive_int)
+    p.add_argument("--renyi-alpha", type=positive_float, default=2.5)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a tokenizer (BPE, SuperBPE, or an extension of an existing one)")
     p.add_argument("--text", nargs="+", required=True, help="training text specs (streamed): ASSET:SPLIT, files, folders, globs")
-    p.add_argument("--vocab-size", type=int, required=True, help="total ids, byte tokens and special tokens included")
+    p.add_argument("--vocab-size", type=positive_int, required=True, help="total ids, byte tokens and special tokens included")
     p.add_argument("--kind", default="bpe", choices=["bpe", "superbpe"])
     p.add_argument("--like", help="carry this model tokenizer's special tokens, roles, chat template and post-processor")
     p.add_argument("--extend", help="keep this tokenizer's tokens and ids, append merges up to --vocab-size")
@@ -276,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number pre-splitting (default: --like's scheme, else group3-left)")
     p.add_argument("--special-tokens", nargs="*", help="extra special tokens (never split or merged)")
     p.add_argument("--transition", type=_transition, default=0.8, help="superbpe: subword vocabulary before superwords, fraction or size")
-    p.add_argument("--max-words", type=int, default=4, help="superbpe: words per superword token at most")
-    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--max-words", type=positive_int, default=4, help="superbpe: words per superword token at most")
+    p.add_argument("--min-frequency", type=positive_int, default=2)
     p.add_argument("--out", required=True, help="new folder for tokenizer.json, tokenizer_config.json and train.json")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -291,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how new rows are initialised (auto: blend with a donor, else scaled; the lowest bits per byte measured)")
     p.add_argument("--donor", help="omp, blend: a model trained with the new tokenizer")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="method option, e.g. k=8 (repeatable)")
-    p.add_argument("--pad-to-multiple-of", type=int, default=64,
+    p.add_argument("--pad-to-multiple-of", type=positive_int, default=64,
                    help="round the embedding rows up to a multiple of this (default 64; 1: no padding)")
     p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -306,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bytelevel_parsers(sub)
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
-    p.add_argument("--max-bytes", type=int, default=32_000)
-    p.add_argument("--minutes", type=float, default=5.0, help="heal budget in minutes")
+    p.add_argument("--max-bytes", type=positive_int, default=32_000)
+    p.add_argument("--minutes", type=positive_float, default=5.0, help="heal budget in minutes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -320,6 +322,11 @@ def _quiet_transformers() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:  # imported before main() ran (a caller in the same process): the variables came too late
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,13 +336,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_transformers()
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"tokenshift: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tokenshift: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # Temporaries are gone by now (every writer removes its own on the way out).
+        detail = " ".join(str(exc).split())
+        print(f"tokenshift: interrupted{'; ' + detail if detail else '; nothing was written'}", file=sys.stderr)
         return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        print(f"tokenshift: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback with -v
+        if args.verbose:
+            raise
+        print(f"tokenshift: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with -v for the traceback, "
+              "and please report it)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line; an OSError without one names its file."""
+    message = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
+        message = f"{exc.filename}: {message}"
+    return message or type(exc).__name__
 
 
 if __name__ == "__main__":

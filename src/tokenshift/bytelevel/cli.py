@@ -112,11 +112,13 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--beam", type=int, default=16, help="token-sequence prefixes kept per byte (each sums all its next tokens)")
-    p.add_argument("--threshold", type=float, default=1e-9, help="drop prefixes under this share of a byte's probability mass")
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy; else sample the next byte at this temperature")
+    from ..options import non_negative_float, non_negative_int, positive_int, probability
+
+    p.add_argument("--beam", type=positive_int, default=16, help="token-sequence prefixes kept per byte (each sums all its next tokens)")
+    p.add_argument("--threshold", type=probability, default=1e-9, help="drop prefixes under this share of a byte's probability mass")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0: greedy; else sample the next byte at this temperature")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--back-off", type=int, help="take the prompt's canonical tokens as given except the last N (faster, approximate)")
+    p.add_argument("--back-off", type=non_negative_int, help="take the prompt's canonical tokens as given except the last N (faster, approximate)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run (off by default)")
@@ -125,11 +127,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``generate`` and ``ensemble`` on the ``tokenshift`` subcommand parser."""
+    from ..options import non_negative_float, positive_int
+
     p = sub.add_parser("generate", help="continue a prompt; --byte-level decodes in bytes, so the prompt may end mid-token")
     p.add_argument("model", help="model asset, folder or Hugging Face id")
     p.add_argument("--prompt", required=True)
     p.add_argument("--byte-level", action="store_true", help="decode byte by byte from the exact byte-level model (token healing)")
-    p.add_argument("--max-bytes", type=int, default=64, help="bytes to generate at most")
+    p.add_argument("--max-bytes", type=positive_int, default=64, help="bytes to generate at most")
     p.add_argument("--stop", help="stop once the continuation ends with this string (escapes such as \\n allowed)")
     _common(p)
     p.set_defaults(func=cmd_generate)
@@ -139,11 +143,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ensemble", help="bits per byte of a mixture of models with any tokenizers, and generation from it")
     p.add_argument("models", nargs="+", help="two or more model assets, folders or ids")
     p.add_argument("--text", nargs="+", help="text specs to score: ASSET:SPLIT (wiki-fr:test), file, folder or glob")
-    p.add_argument("--max-bytes", type=int, help="keep the leading whole documents up to this many bytes per text")
-    p.add_argument("--weights", type=float, nargs="+", help="one weight per model (default: equal)")
+    p.add_argument("--max-bytes", type=positive_int, help="keep the leading whole documents up to this many bytes per text")
+    p.add_argument("--weights", type=non_negative_float, nargs="+", help="one weight per model (default: equal)")
     p.add_argument("--mix", default="linear", choices=list(MIXES), help="linear: fixed weights; bayes: posterior weights")
     p.add_argument("--fit-weights", metavar="TEXT", help="choose the linear weights that minimise bits on this held-out text (e.g. wiki-fr:validation)")
     p.add_argument("--prompt", help="also generate from the mixture after this prompt")
-    p.add_argument("--max-bytes-out", type=int, default=64, help="bytes to generate at most with --prompt")
+    p.add_argument("--max-bytes-out", type=positive_int, default=64, help="bytes to generate at most with --prompt")
     _common(p)
     p.set_defaults(func=cmd_ensemble)

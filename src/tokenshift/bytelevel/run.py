@@ -103,6 +103,13 @@ def _pick(probs: np.ndarray, temperature: float, rng: np.random.Generator) -> in
     return int(rng.choice(len(weights), p=weights / weights.sum()))
 
 
+def _check_decoding(max_bytes: int, temperature: float) -> None:
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+
+
 def generate_bytes(
     source: ByteSource,
     prompt: str | bytes,
@@ -118,6 +125,7 @@ def generate_bytes(
     Stops at the end of text, after ``max_bytes`` bytes, or once the continuation ends with ``stop``.
     ``back_off``: see :meth:`ByteLevelModel.start`.
     """
+    _check_decoding(max_bytes, temperature)
     data = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -154,6 +162,7 @@ def generate_tokens(
     import torch
     from transformers import DynamicCache
 
+    _check_decoding(max_bytes, temperature)
     tokenizer = loaded.tokenizer
     conditioning = tokenizer.conditioning_token()
     end_ids = {tokenizer.special.eos, None if tokenizer.special.adds_bos else conditioning} - {None}

@@ -26,6 +26,8 @@ class TextSet:
 
     def limit_bytes(self, max_bytes: int) -> TextSet:
         """The leading documents whose bytes add up to at most ``max_bytes`` (at least one document)."""
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes}")
         kept: list[str] = []
         total = 0
         for doc in self.documents:

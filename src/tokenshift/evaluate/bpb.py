@@ -82,9 +82,13 @@ def evaluate_loaded(
     ``progress``: an object with ``advance(n_tokens)``, e.g. a rich progress task wrapper.
     """
     tokenizer = loaded.tokenizer
-    context = context or default_context(loaded.model)
+    if context is not None and context < 2:
+        raise ValueError(f"context must be at least 2 tokens, got {context}")
+    if batch_tokens is not None and batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
+    context = default_context(loaded.model) if context is None else context
     conditioning = tokenizer.token_id(conditioning_token) if conditioning_token else tokenizer.conditioning_token()
-    batch_tokens = batch_tokens or (16384 if loaded.device.startswith("cuda") else 512)
+    batch_tokens = batch_tokens if batch_tokens is not None else (16384 if loaded.device.startswith("cuda") else 512)
     started = time.perf_counter()
     windows, tokens = text_windows(tokenizer, texts.documents, conditioning=conditioning, context=context, stride=stride)
     if progress is not None:

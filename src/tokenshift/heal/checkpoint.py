@@ -1,6 +1,6 @@
 """Checkpoints without pickle: model and optimizer tensors in safetensors, everything else in JSON.
 
-    CHECKPOINT_DIR/step-00000200/   (written as .tmp-step-00000200-*, renamed when complete)
+    CHECKPOINT_DIR/step-00000200/   (written as .tmp-step-00000200-<pid>-*, renamed when complete)
         model.safetensors        the model's state dict (tied weights stored once, see state.json)
         optimizer.safetensors    "state.<param index>.<key>" for every tensor of the optimizer state
         rng.safetensors          the random generators' states (uint8 tensors), for dropout and the like
@@ -77,7 +77,7 @@ def save_checkpoint(root: Path, step: int, *, model_state: dict[str, Any], optim
     final = root / f"step-{step:08d}"
     model_tensors, aliases = _unique_tensors(model_state)
     opt_tensors, opt_rest = optimizer_tensors(optimizer_state_dict)
-    with atomic_folder(final, overwrite=True) as tmp:
+    with atomic_folder(final, overwrite=True, point="heal:checkpoint-written") as tmp:
         save_file(model_tensors, str(tmp / "model.safetensors"))
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))

@@ -13,13 +13,6 @@ from pathlib import Path
 from typing import Any
 
 
-def _positive_int(value: str) -> int:
-    number = int(float(value))  # accepts 5e6
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
-
-
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`HealConfig` the command line describes."""
     from .config import DEFAULT_STAGES, HealConfig, parse_stages
@@ -97,6 +90,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``heal`` on the main parser's subcommands."""
+    from ..options import at_least_two, non_negative_float, non_negative_int, positive_float, positive_int
     from .losses import DISTANCES
     from .recipes import RECIPES
     from .stages import STAGE_KINDS
@@ -107,39 +101,39 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
                    help="auto (default): rows for a transplant folder on a --minutes/--tokens budget, else stages; "
                         + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
-    p.add_argument("--minutes", type=float, help="wall-clock budget: the run stops at it and writes the best state it found")
-    p.add_argument("--worse-tolerance", type=float, default=0.001,
+    p.add_argument("--minutes", type=positive_float, help="wall-clock budget: the run stops at it and writes the best state it found")
+    p.add_argument("--worse-tolerance", type=non_negative_float, default=0.001,
                    help="never worse: a state counts as worse than the start when it is this much higher (relative) on a text")
     p.add_argument("--keep-last", action="store_true", help="write the final state even where it is worse than the start on an evaluated text")
-    p.add_argument("--distill-layer", type=float, default=0.47, help="distill-rows: decoder layers to run (fraction of depth, or a count)")
-    p.add_argument("--row-lr", type=float, default=3e-3, help="distill-rows: learning rate of the row-wise Adam")
-    p.add_argument("--head-lr", type=float, default=1e-3, help="fit-head: learning rate")
+    p.add_argument("--distill-layer", type=positive_float, default=0.47, help="distill-rows: decoder layers to run (fraction of depth, or a count)")
+    p.add_argument("--row-lr", type=positive_float, default=3e-3, help="distill-rows: learning rate of the row-wise Adam")
+    p.add_argument("--head-lr", type=positive_float, default=1e-3, help="fit-head: learning rate")
     p.add_argument("--teacher", help="the original model to distil from (default: the model named in MODEL/transplant.json)")
     p.add_argument("--objective", default="both", choices=["ntp", "distill", "both"],
                    help="next-token loss, cross-tokenizer distillation, or both (default)")
-    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss with --objective both")
+    p.add_argument("--distill-weight", type=non_negative_float, default=1.0, help="weight of the distillation loss with --objective both")
     p.add_argument("--distance", default="binary-kl", choices=list(DISTANCES), help="how chunk likelihoods are compared")
-    p.add_argument("--distill-temperature", type=float, default=1.0, help="divide chunk log-likelihoods by this before comparing")
+    p.add_argument("--distill-temperature", type=positive_float, default=1.0, help="divide chunk log-likelihoods by this before comparing")
     p.add_argument("--stages", help="(recipe stages) default new-rows:share=0.2:lr=2e-3,all:share=0.8:lr=1e-4; "
                    f"comma-separated KIND[:share=F][:lr=F][:warmup=F][:schedule=cosine|linear|constant][:min_lr_ratio=F]; "
                         f"kinds: {', '.join(STAGE_KINDS)}")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of the whole body (stage 'all' becomes 'lora'); merged at the end")
-    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--lora-rank", type=positive_int, default=16)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--tokens", type=_positive_int, help="training budget in (student) tokens, e.g. 5e7")
-    budget.add_argument("--steps", type=_positive_int, help="training budget in optimizer steps")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per step per process")
-    p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence")
-    p.add_argument("--max-bytes", type=int, help="use only the leading documents of each text, up to this many bytes")
+    budget.add_argument("--tokens", type=positive_int, help="training budget in (student) tokens, e.g. 5e7")
+    budget.add_argument("--steps", type=positive_int, help="training budget in optimizer steps")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="sequences per step per process")
+    p.add_argument("--seq-len", type=at_least_two, default=512, help="tokens per sequence")
+    p.add_argument("--max-bytes", type=positive_int, help="use only the leading documents of each text, up to this many bytes")
     p.add_argument("--eval-text", nargs="*", help="held-out text specs for the bits-per-byte curve (default: hold out the end of --text)")
-    p.add_argument("--eval-bytes", type=int, default=32_000, help="bytes held out for evaluation over all texts (0: no evaluation)")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the start and the end only)")
-    p.add_argument("--log-every", type=int, default=10, help="print the loss every N steps")
-    p.add_argument("--checkpoint-every", type=int, default=0, help="write a checkpoint every N steps (0: none)")
+    p.add_argument("--eval-bytes", type=non_negative_int, default=32_000, help="bytes held out for evaluation over all texts (0: no evaluation)")
+    p.add_argument("--eval-every", type=non_negative_int, default=0, help="evaluate every N steps (0: at the start and the end only)")
+    p.add_argument("--log-every", type=positive_int, default=10, help="print the loss every N steps")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=0, help="write a checkpoint every N steps (0: none)")
     p.add_argument("--checkpoint-dir", help="where checkpoints go (default: OUT.checkpoints, removed once OUT is written)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint (same options)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0: off)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    p.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="clip the gradient norm (0: off)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass (less memory)")
     p.add_argument("--loss", default="auto", choices=["auto", "chunked", "cce"],
                    help="auto: cut-cross-entropy on CUDA where installed, else the chunked loss")

@@ -39,7 +39,13 @@ class Stage:
             if not sep or key not in names:
                 raise ValueError(f"stage option {option!r} in {text!r} must be KEY=VALUE with KEY one of "
                                  f"{', '.join(sorted(names))} (e.g. embeddings:share=0.2:lr=1e-3)")
-            values[key] = value if key == "schedule" else float(value)
+            if key == "schedule":
+                values[key] = value
+                continue
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ValueError(f"--stages {text!r}: stage {kind.strip()!r}, option {key}: must be a number, got {value!r}") from None
         stage = cls(train=kind.strip(), **values)
         stage.check()
         return stage

@@ -139,7 +139,7 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(rng["cuda"])
 
 
-def _checkpoint(session: Session, state: HealState, wrapper: Any, optimizer: Any) -> str:
+def _checkpoint(session: Session, state: HealState, wrapper: Any, optimizer: Any, rng: dict[str, Any] | None = None) -> str:
     from .checkpoint import save_checkpoint
 
     acc = session.accelerator
@@ -148,7 +148,7 @@ def _checkpoint(session: Session, state: HealState, wrapper: Any, optimizer: Any
     model_state = {k.removeprefix("model."): v for k, v in model_state.items()}
     if acc.is_main_process:
         save_checkpoint(session.checkpoint_dir, state.step, model_state=model_state, optimizer_state_dict=optimizer.state_dict(),
-                        state={"heal": state.to_json(), "config": session.config.to_json()}, rng=_rng_state(),
+                        state={"heal": state.to_json(), "config": session.config.to_json()}, rng=rng or _rng_state(),
                         keep=session.config.keep_checkpoints)
     acc.wait_for_everyone()
     return str(path)
@@ -183,6 +183,7 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
     import torch
     from accelerate.utils import set_seed
 
+    from ..signals import Interrupted, kill_point
     from .checkpoint import read_checkpoint
     from .forward import TokenLogprobs
 
@@ -194,6 +195,10 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
         state = HealState.from_json(payload["heal"])
         state.resumed_at.append(state.step)
         logger.info("resuming from %s at step %d", resume_from, state.step)
+        if progress is not None:
+            progress(HealStatus(step=state.step, steps=session.total_steps, stage="", tokens=state.tokens, tokens_per_second=0.0,
+                                eta_seconds=0.0, lr=0.0, message=f"resuming from {resume_from}: step {state.step} of {session.total_steps}, "
+                                                                 f"{state.tokens:,} tokens done"))
     elif session.eval_sets:
         evaluate_now(session, state)
     steps = session.steps_per_stage
@@ -226,26 +231,37 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
                 break
             started = time.perf_counter()
             factor = stage.lr_factor(state.step - first, n_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = peak * factor
-            indices = batch_indices(state.step, n_pieces=len(session.pieces), batch_size=config.batch_size, rank=rank,
-                                    world=world, seed=config.seed)
-            batch = make_batch([session.pieces[i] for i in indices], session.tokenizer, session.teacher_tokenizer,
-                               seq_len=config.seq_len, teacher_len=session.teacher_len).to(acc.device)
-            loss, ntp, distill = _step_loss(session, wrapper, batch)
-            acc.backward(loss)
-            if config.grad_clip:
-                acc.clip_grad_norm_(params, config.grad_clip)
+            step_rng = _rng_state() if config.checkpoint_every else None  # what a checkpoint of this step's start holds
+            try:
+                for group in optimizer.param_groups:
+                    group["lr"] = peak * factor
+                indices = batch_indices(state.step, n_pieces=len(session.pieces), batch_size=config.batch_size, rank=rank,
+                                        world=world, seed=config.seed)
+                batch = make_batch([session.pieces[i] for i in indices], session.tokenizer, session.teacher_tokenizer,
+                                   seq_len=config.seq_len, teacher_len=session.teacher_len).to(acc.device)
+                counts = torch.tensor([batch.tokens, batch.teacher_tokens, batch.bytes, batch.truncated], device=acc.device)
+                counts = acc.reduce(counts, reduction="sum") if world > 1 else counts
+                tokens, teacher_tokens, n_bytes, truncated = (int(x) for x in counts.tolist())
+                kill_point(f"heal:step-{state.step + 1}")
+                loss, ntp, distill = _step_loss(session, wrapper, batch)
+                acc.backward(loss)
+                if config.grad_clip:
+                    acc.clip_grad_norm_(params, config.grad_clip)
+            except KeyboardInterrupt:
+                # Ctrl-C before the update: the weights are those of state.step, so a checkpoint of them is exact.
+                optimizer.zero_grad(set_to_none=True)
+                if config.checkpoint_every:
+                    path = _checkpoint(session, state, wrapper, optimizer, rng=step_rng)
+                    raise Interrupted(f"checkpoint of step {state.step} written to {path}; continue with the same command "
+                                      "and --resume") from None
+                raise
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            counts = torch.tensor([batch.tokens, batch.teacher_tokens, batch.bytes, batch.truncated], device=acc.device)
-            counts = acc.reduce(counts, reduction="sum") if world > 1 else counts
-            tokens, teacher_tokens, n_bytes, truncated = (int(x) for x in counts.tolist())
-            state.step += 1
+            state.step += 1  # right after the update, so that an interrupt never separates the two
             state.tokens += tokens
             state.teacher_tokens += teacher_tokens
             state.bytes += n_bytes
             state.truncated += truncated
+            optimizer.zero_grad(set_to_none=True)
             state.train_seconds += time.perf_counter() - started
             rate = state.tokens / state.train_seconds if state.train_seconds else 0.0
             elapsed_steps = max(1, state.step - (state.resumed_at[-1] if state.resumed_at else 0))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import TextSet, load_texts
-from ..storage import atomic_folder, write_json
+from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer
 from .config import HealConfig, stage_steps
 from .data import bytes_per_token, cut_pieces
@@ -195,27 +195,24 @@ def heal(
     result is never worse than the start on an evaluated text unless ``config.keep_last``.
     ``clock``: seconds, for the ``minutes`` budget (injectable for tests).
     """
+    from ..modeling.load import model_location
+
+    location = model_location(model)  # first: a mistyped model is the likeliest mistake
     config = config.resolved()
     config.check()
     recipe, reason = resolve_recipe(config, model)
     out = Path(out) if out is not None else None
-    if out is not None and out.exists():
-        raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
-    if not (Path(model) / "config.json").is_file() and not _is_known_model(model):
-        raise FileNotFoundError(f"model {model!r} is neither a model folder (no config.json there) nor a known asset; "
-                                "pass the folder a transplant wrote (tokenshift transplant ... --out DIR)")
+    if out is not None:
+        check_output_folder(out, inputs=[location], need_bytes=_weights_bytes(Path(location)))
     if recipe == "stages":
         return _heal_stages(model, config, out=out, progress=progress, clock=clock, reason=reason)
     return _heal_phases(model, config, recipe, out=out, progress=progress, clock=clock, reason=reason)
 
 
-def _is_known_model(spec: str) -> bool:
-    """An asset name, or something shaped like a hub id (``org/name``, not a local path)."""
-    from ..assets.registry import ASSETS
-
-    if spec in ASSETS:
-        return True
-    return spec.count("/") == 1 and not spec.startswith((".", "/", "~")) and not Path(spec).parent.exists()
+def _weights_bytes(folder: Path) -> int:
+    """The size of a model folder's weights (0 when it is not a local folder): about what its healed copy needs,
+    plus an untied head."""
+    return sum(path.stat().st_size for path in folder.glob("*.safetensors")) if folder.is_dir() else 0
 
 
 def _versions() -> dict[str, str]:
@@ -230,12 +227,15 @@ def _versions() -> dict[str, str]:
 
 
 def _write(out: Path, lm: Any, tokenizer: Tokenizer, model: str, report: HealReport) -> None:
-    with atomic_folder(out) as tmp:
+    """Write the healed folder; a run that cannot write it keeps it in a rescue folder and says where."""
+    def write(tmp: Path) -> None:
         lm.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save(tmp)
         if (Path(model) / "transplant.json").is_file():
             shutil.copy2(Path(model) / "transplant.json", tmp / "transplant.json")
         write_json(tmp / "heal.json", report.to_json())
+
+    write_folder(out, write, point="heal:written")
 
 
 def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path | None, progress: Progress | None,

@@ -57,8 +57,11 @@ def resolve_dtype(dtype: DType, device: str) -> torch.dtype:
 
 
 def model_location(spec: str) -> str:
-    """An asset name becomes its prepared folder; paths and model ids pass through."""
+    """Where model ``spec`` is: an asset's prepared folder, a local model folder, or a hub id that can be
+    fetched (checked at once, see :mod:`tokenshift.names`). Anything else fails in one line with
+    "did you mean"."""
     from ..assets.registry import ASSETS, prepare_asset
+    from ..names import check_hub_id, looks_like_hub_id, unknown_name
 
     asset = ASSETS.get(spec)
     if asset is not None:
@@ -66,7 +69,18 @@ def model_location(spec: str) -> str:
             models = ", ".join(n for n, a in ASSETS.items() if a.kind == "model")
             raise ValueError(f"asset {spec!r} is a {asset.kind}, not a model; model assets: {models}")
         return str(prepare_asset(spec))
-    return spec
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{spec}: a folder without config.json, so not a model folder; pass the folder a "
+                                    "model was saved in (config.json and *.safetensors), an asset name or a model id")
+        return str(path)
+    if path.exists():
+        raise ValueError(f"{spec} is a file; pass the model's folder (config.json and *.safetensors), an asset name or a model id")
+    if looks_like_hub_id(spec):
+        check_hub_id(spec, what="model")
+        return spec
+    raise unknown_name(spec, what="model", kinds=("model",))
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, rows: int, model_name: str) -> None:
@@ -93,10 +107,16 @@ def load_model(
 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    from ..storage import check_safetensors_folder
+
     location = model_location(spec)
-    path = Path(location).expanduser()
-    if (location.startswith((".", "/", "~")) or path.exists()) and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{location}: no model folder there (config.json missing); pass a model folder, asset name or model id")
+    if Path(location).is_dir():
+        check_safetensors_folder(Path(location))
+    # the tokenizer first: it loads in a moment, the weights do not
+    if isinstance(tokenizer, Tokenizer):
+        tok = tokenizer
+    else:
+        tok = load_tokenizer(tokenizer if tokenizer is not None else location, trust_remote_code=trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             location, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
@@ -111,10 +131,6 @@ def load_model(
         ) from exc
     model.to(device)
     model.eval()
-    if isinstance(tokenizer, Tokenizer):
-        tok = tokenizer
-    else:
-        tok = load_tokenizer(tokenizer if tokenizer is not None else location, trust_remote_code=trust_remote_code)
     loaded = LoadedModel(model=model, tokenizer=tok, name=spec, device=device, dtype=str(torch_dtype).removeprefix("torch."))
     check_tokenizer_fits(tok, loaded.embedding_rows, spec)
     return loaded

@@ -18,11 +18,27 @@ def _token_name(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _check_tokenizer_json(path: Path) -> None:
+    """Say what is wrong with a file that is not a tokenizer.json before the Rust parser does, since
+    for valid JSON of another shape it reports a syntax error at some column."""
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a tokenizer.json: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not a tokenizer.json: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
+        found = f"keys {', '.join(list(spec)[:6])}" if isinstance(spec, dict) else f"a {type(spec).__name__}"
+        raise ValueError(f"{path} is JSON but not a Hugging Face tokenizer.json: it has no \"model\" table (found {found}); "
+                         "pass the tokenizer.json that tokenizers or transformers saved")
+
+
 def from_tokenizer_json(path: Path, *, name: str | None = None) -> Tokenizer:
     """A ``tokenizer.json``; roles come from a ``tokenizer_config.json`` beside it, else from token names."""
     from tokenizers import Tokenizer as Backend
 
     path = Path(path)
+    _check_tokenizer_json(path)
     try:
         backend = Backend.from_file(str(path))
     except Exception as exc:  # the Rust side raises a bare Exception with its parse error
@@ -154,8 +170,13 @@ def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False) -> Toke
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:
             return from_gguf(ggufs[0])
-    if path.exists() or text.startswith((".", "/", "~")) or text.endswith((".json", ".gguf", ".tiktoken")):
+    if path.exists():
         raise FileNotFoundError(f"{text}: no tokenizer found there (no tokenizer.json, .tiktoken or single .gguf file); check the path")
+    from ..names import check_hub_id, looks_like_hub_id, unknown_name
+
+    if not looks_like_hub_id(text):
+        raise unknown_name(text, what="tokenizer", kinds=("tokenizer", "model"))
+    check_hub_id(text, what="tokenizer", filenames=("tokenizer.json", "tokenizer_config.json"))
     from transformers import AutoTokenizer
 
     try:

@@ -41,10 +41,12 @@ def train_bpe(
     """
     from tokenizers import pre_tokenizers, trainers
 
+    from ..signals import interruptible
+
     backend = empty_byte_level_bpe(pattern)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress,
     )
-    backend.train_from_iterator(documents, trainer=trainer, length=length)
+    interruptible(lambda: backend.train_from_iterator(documents, trainer=trainer, length=length))
     return backend

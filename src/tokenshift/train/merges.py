@@ -180,7 +180,9 @@ def _train(pieces: list[tuple[str, int]], *, n_merges: int, max_token_pieces: in
         min_frequency=min_frequency, max_token_length=max_token_pieces,
         show_progress=show_progress, special_tokens=[],
     )
-    learner.train_from_iterator(repeated(), trainer=trainer)
+    from ..signals import interruptible
+
+    interruptible(lambda: learner.train_from_iterator(repeated(), trainer=trainer))
     return learner, _merge_pairs(json.loads(learner.to_str())["model"])
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..storage import atomic_folder, write_json
+from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer
 from ..tokenizer.core import roles_from_names
 from .pretokenize import DIGIT_SCHEMES, word_pattern
@@ -156,8 +156,8 @@ def train_tokenizer(
     from ..tokenizer import load_tokenizer
 
     _validate(config)
-    if out is not None and Path(out).exists():
-        raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
+    if out is not None:
+        check_output_folder(Path(out), inputs=[t for t in texts if Path(t).is_dir()])
     started = time.perf_counter()
     corpus = _CorpusCounter()
     documents = corpus.wrap(iter_documents(texts), on_document)
@@ -202,9 +202,11 @@ def train_tokenizer(
         versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
-        with atomic_folder(Path(out)) as tmp:
+        def write(tmp: Path) -> None:
             tokenizer.save(tmp)
             write_json(tmp / "train.json", report.to_json())
+
+        write_folder(Path(out), write, point="train:written")
     return tokenizer, report
 
 

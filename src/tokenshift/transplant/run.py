@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..storage import atomic_folder, write_json
+from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer, load_tokenizer
 from .methods import AUTO, check_options, choose_method, get_method
 from .plan import TransplantPlan, build_plan
@@ -116,7 +116,7 @@ def transplant(
     from .. import __version__
     from ..measure.digits import digit_scheme
     from ..modeling import load_model
-    from ..modeling.load import resolve_device
+    from ..modeling.load import model_location, resolve_device
 
     config = config or TransplantConfig()
     if config.method != AUTO:
@@ -125,8 +125,11 @@ def transplant(
         raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method blend (or omp)")
     if config.pad_to_multiple_of is not None and config.pad_to_multiple_of < 1:
         raise ValueError(f"--pad-to-multiple-of must be at least 1 (1: no padding), got {config.pad_to_multiple_of}")
-    if out is not None and Path(out).exists():
-        raise FileExistsError(f"{out} already exists; choose a new --out folder or remove it")
+    if out is not None:
+        location = Path(model_location(model))
+        weights = sum(p.stat().st_size for p in location.glob("*.safetensors")) if location.is_dir() else 0
+        inputs = [location, *([tokenizer] if isinstance(tokenizer, (str, Path)) else [])]
+        check_output_folder(Path(out), inputs=inputs, need_bytes=weights)
     started = time.perf_counter()
     new = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code)
     loaded = load_model(model, dtype="float32", device="cpu", trust_remote_code=config.trust_remote_code)
@@ -185,8 +188,10 @@ def transplant(
                   "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
-        with atomic_folder(Path(out)) as tmp:
+        def write(tmp: Path) -> None:
             lm.save_pretrained(str(tmp), safe_serialization=True)
             new.save(tmp)
             write_json(tmp / "transplant.json", report.to_json())
+
+        write_folder(Path(out), write, point="transplant:written")
     return lm, new, report

@@ -1,0 +1,58 @@
+"""Ctrl-C that stops at once, and named points where tests stop a run on purpose.
+
+Python handles SIGINT between bytecodes, so a long call into Rust (the tokenizers trainer) would hold
+Ctrl-C until it returns. :func:`interruptible` runs such a call in a daemon thread and waits in
+short slices: Ctrl-C then raises in the main thread at once, cleanup runs, the command exits 130,
+and the abandoned thread ends with the process.
+
+:func:`kill_point` marks a moment in a run by name (``transplant:written``: the weights are in the
+temporary folder, not yet renamed). When ``TOKENSHIFT_SIGNAL_AT`` names that point, the process sends
+itself ``TOKENSHIFT_SIGNAL`` (``KILL``, the default, or ``INT``, as Ctrl-C would): kill tests stop a run
+at a known place instead of after a guessed delay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+POLL_SECONDS = 0.1
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with a line saying what was kept (a checkpoint) and how to go on."""
+
+
+def kill_point(name: str) -> None:
+    """Send this process ``$TOKENSHIFT_SIGNAL`` if ``$TOKENSHIFT_SIGNAL_AT`` is ``name``; else nothing."""
+    if os.environ.get("TOKENSHIFT_SIGNAL_AT") != name:
+        return
+    which = os.environ.get("TOKENSHIFT_SIGNAL", "KILL").upper()
+    os.kill(os.getpid(), signal.SIGINT if which == "INT" else signal.SIGKILL)
+
+
+def interruptible(call: Callable[[], T]) -> T:
+    """``call()``, in a daemon thread when this is the main thread, so that Ctrl-C interrupts the wait."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name="tokenshift-worker", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(POLL_SECONDS)
+    if failure:
+        raise failure[0]
+    return result[0]

@@ -1,0 +1,156 @@
+"""Every bad input gets one clear line: a table of cases across every command.
+
+Each case runs the CLI in-process and checks the exit code (2: bad input), that standard error is
+exactly one line, naming the problem (the expected words), with no traceback, and that nothing was
+left behind: no file or folder appeared or vanished in the model folder, the inputs or the place
+the output would have gone. The README counts the cases per command (see ``CASES_PER_COMMAND``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tokenshift.cli import main
+
+# (command line with {M} model folder, {D} inputs folder, {T} text file, {O} output path; expected words)
+CASES: list[tuple[str, str]] = [
+    # evaluate
+    ("evaluate {M} --text {T} --max-bytes 0", "argument --max-bytes: must be a positive integer, got '0'"),
+    ("evaluate {M} --text {T} --max-bytes -5", "argument --max-bytes: must be a positive integer, got '-5'"),
+    ("evaluate {M} --text {T} --context 0", "argument --context: must be an integer >= 2"),
+    ("evaluate {M} --text {T} --stride 0", "argument --stride: must be a positive integer"),
+    ("evaluate {M} --text {T} --batch-tokens 0", "argument --batch-tokens"),
+    ("evaluate {M} --text {T} --dtype float64", "argument --dtype: invalid choice"),
+    ("evaluate smolm2 --text {T}", "model 'smolm2': not an asset, a local path, or a Hugging Face id (OWNER/NAME); did you mean smollm2-135m"),
+    ("evaluate ./no-such-model --text {T}", "no such file or folder"),
+    ("evaluate {D} --text {T}", "a folder without config.json, so not a model folder"),
+    ("evaluate {D}/truncated --text {T}", "model.safetensors is damaged"),
+    ("evaluate {M} --tokenizer {D}/shape.json --text {T}", 'is JSON but not a Hugging Face tokenizer.json: it has no "model" table'),
+    ("evaluate {M} --tokenizer {D}/syntax.json --text {T}", "is not a tokenizer.json: not valid JSON"),
+    ("evaluate {M} --text {D}/missing.txt", "not found"),
+    ("evaluate {M} --text wiki-fx:test", "did you mean wiki-fr"),
+    ("evaluate {M} --text {D}/latin1.txt", "not UTF-8"),
+    ("evaluate {M} --text {T} --bos-token <nosuch>", "token '<nosuch>' is not in the vocabulary"),
+    ("evaluate {M} --text {T} --device cuda:7", "no CUDA device is available"),
+    # measure
+    ("measure smolm2 --text {T}", "did you mean smollm2"),
+    ("measure {M} --text {T} --renyi-alpha 0", "argument --renyi-alpha: must be a positive number"),
+    ("measure {M} --text {T} --max-bytes 0", "argument --max-bytes"),
+    ("measure {M} --text {T} --reference {D}/missing.txt", "not found"),
+    # compare
+    ("compare {M} no-such-tokenizer", "tokenizer 'no-such-tokenizer': not an asset"),
+    ("compare {M} someone/no-such-tokenizer", "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
+    ("compare {M}", "the following arguments are required: tokenizer_b"),
+    # train
+    ("train --text {T} --vocab-size 0 --out {O}", "argument --vocab-size: must be a positive integer"),
+    ("train --text {T} --vocab-size 10 --out {O}", "--vocab-size 10 is too small"),
+    ("train --text {T} --vocab-size 2.5e2x --out {O}", "argument --vocab-size: must be a number"),
+    ("train --text {T} --vocab-size 300 --out /proc/no-such/out", "cannot write in /proc"),
+    ("train --text {T} --vocab-size 300 --out {T}/out", "is a file, not a folder"),
+    ("train --text {T} --vocab-size 300 --out {D}", "already exists"),
+    ("train --text {T} --vocab-size 400 --extend smolm2 --out {O}", "did you mean smollm2"),
+    ("train --text {T} --vocab-size 300 --extend {M} --out {O}", "must exceed the extended tokenizer's"),
+    ("train --text {T} --vocab-size 300 --min-frequency 0 --out {O}", "argument --min-frequency"),
+    ("train --text {T} --vocab-size 300 --kind superbpe --max-words 0 --out {O}", "argument --max-words"),
+    ("train --text {T} --vocab-size 300 --kind superbpe --transition 1.5 --out {O}", "argument --transition"),
+    ("train --text {D}/empty.txt --vocab-size 300 --out {O}", "has no non-empty document"),
+    # transplant
+    ("transplant {M} {M} --option nosuch=3 --out {O}", "no option 'nosuch'"),
+    ("transplant {M} {M} --method scaled --option scale=abc --out {O}", "option 'scale' must be a number"),
+    ("transplant {M} {M} --option scale --out {O}", "must look like NAME=VALUE"),
+    ("transplant {M} {M} --pad-to-multiple-of 0 --out {O}", "argument --pad-to-multiple-of"),
+    ("transplant {M} {M} --out {M}/inside", "lies inside the input folder"),
+    ("transplant {M} {M} --out /proc/no-such/out", "cannot write in /proc"),
+    ("transplant {D}/truncated {M} --out {O}", "model.safetensors is damaged"),
+    ("transplant {M} {D}/shape.json --out {O}", 'has no "model" table'),
+    ("transplant {M} {M} --method nosuch --out {O}", "argument --method: invalid choice"),
+    ("transplant {M} {M} --method blend --donor ./no-such-donor --out {O}", "no such file or folder"),
+    ("transplant {M} {M} --method subword --donor {M} --out {O}", "does not use a donor"),
+    ("transplant {M} {M}", "the following arguments are required: --out"),
+    # heal
+    ("heal {D}/no-such-model --text {T} --steps 1 --out {O}", "no such file or folder"),
+    ("heal {M} --text {T} --minutes 0 --out {O}", "argument --minutes: must be a positive number"),
+    ("heal {M} --text {T} --minutes -1 --out {O}", "argument --minutes"),
+    ("heal {M} --text {T} --stages all:lr=abc --steps 1 --out {O}", "stage 'all', option lr: must be a number, got 'abc'"),
+    ("heal {M} --text {T} --stages nosuch --steps 1 --out {O}", "unknown stage 'nosuch'"),
+    ("heal {M} --text {T} --batch-size 0 --out {O}", "argument --batch-size"),
+    ("heal {M} --text {T} --seq-len 1 --out {O}", "argument --seq-len: must be an integer >= 2"),
+    ("heal {M} --text {T} --eval-bytes -1 --out {O}", "argument --eval-bytes"),
+    ("heal {M} --text {T} --steps 1 --out /proc/no-such/out", "cannot write in /proc"),
+    ("heal {M} --text {T} --steps 1 --out {M}/inside", "lies inside the input folder"),
+    ("heal {M} --text {T} --recipe rows --steps 2 --out {O}", "takes --minutes or --tokens, not --steps"),
+    ("heal {M} --text {T} --out {O}", "give a budget"),
+    # generate
+    ("generate {M} --prompt hi --temperature -1", "argument --temperature: must be a number >= 0"),
+    ("generate {M} --prompt hi --max-bytes 0", "argument --max-bytes"),
+    ("generate {M} --prompt hi --byte-level --beam 0", "argument --beam"),
+    ("generate {M} --prompt hi --byte-level --threshold 1.5", "argument --threshold: must be in [0, 1)"),
+    ("generate {M} --prompt hi --back-off 2", "add --byte-level"),
+    # ensemble
+    ("ensemble {M} --text {T}", "an ensemble needs at least two models"),
+    ("ensemble {M} {M} --weights 1 --text {T}", "1 weights for 2 models"),
+    ("ensemble {M} {M}", "nothing to do"),
+    # assets
+    ("assets gemma3-27m", "did you mean gemma3-270m"),
+    ("assets --list no-such-asset", "unknown asset 'no-such-asset'"),
+    # demo
+    ("demo --minutes 0", "argument --minutes"),
+    ("demo --max-bytes 0", "argument --max-bytes"),
+]
+
+CASES_PER_COMMAND = Counter(line.split()[0] for line, _ in CASES)
+
+
+def _tree(*roots: Path) -> set[str]:
+    return {str(p) for root in roots for p in root.rglob("*")} | {str(p) for root in roots for p in root.glob(".*")}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_model_dir) -> Path:
+    folder = tmp_path_factory.mktemp("bad-inputs")
+    (folder / "text.txt").write_text("le chat mange une pomme et le chat dort\n" * 10, encoding="utf-8")
+    (folder / "shape.json").write_text(json.dumps({"hello": [1, 2]}))
+    (folder / "syntax.json").write_text("{not json")
+    (folder / "empty.txt").write_text("")
+    (folder / "latin1.txt").write_bytes("café crème".encode("latin-1"))
+    truncated = folder / "truncated"
+    shutil.copytree(tiny_model_dir, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder
+
+
+def test_the_table_covers_every_command():
+    from tokenshift.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    assert commands <= set(CASES_PER_COMMAND), commands - set(CASES_PER_COMMAND)
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("line, expected", CASES, ids=[line.split(" --out")[0][:60] for line, _ in CASES])
+def test_bad_input_is_one_clear_line(line, expected, inputs, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    values = {"M": str(tiny_model_dir), "D": str(inputs), "T": str(inputs / "text.txt"), "O": str(tmp_path / "out")}
+    argv = [part.format(**values) for part in line.split()]
+    before = _tree(tiny_model_dir, inputs, tmp_path)
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, (code, err)
+    lines = [entry for entry in err.splitlines() if entry.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "error:" in lines[0]
+    assert expected in lines[0], lines[0]
+    assert _tree(tiny_model_dir, inputs, tmp_path) == before, "the run left something behind or removed something"
+    assert not os.path.exists(values["O"])
