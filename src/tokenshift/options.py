@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 
 def _number(value: str, kind: type) -> float:
@@ -24,52 +25,25 @@ def _number(value: str, kind: type) -> float:
     return number
 
 
-def positive_int(value: str) -> int:
-    """An integer >= 1 (``5e6`` accepted)."""
-    number = _number(value, int)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
-    return int(number)
+def _bounded(kind: type, accepts: Callable[[float], bool], wording: str, name: str) -> Callable[[str], Any]:
+    """An argparse ``type``: a number of ``kind`` for which ``accepts`` holds, else "must be ``wording``"."""
+    def parse(value: str) -> Any:
+        number = _number(value, kind)
+        if not accepts(number):
+            raise argparse.ArgumentTypeError(f"must be {wording}, got {value!r}")
+        return kind(number)
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    """An integer >= 0."""
-    number = _number(value, int)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value!r}")
-    return int(number)
-
-
-def at_least_two(value: str) -> int:
-    """An integer >= 2 (a sequence or context: one token to condition on, one to predict)."""
-    number = _number(value, int)
-    if number < 2:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 2, got {value!r}")
-    return int(number)
-
-
-def positive_float(value: str) -> float:
-    """A finite number > 0."""
-    number = _number(value, float)
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}")
-    return number
-
-
-def non_negative_float(value: str) -> float:
-    """A finite number >= 0."""
-    number = _number(value, float)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}")
-    return number
-
-
-def probability(value: str) -> float:
-    """A number in [0, 1)."""
-    number = _number(value, float)
-    if not 0 <= number < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value!r}")
-    return number
+positive_int = _bounded(int, lambda n: n >= 1, "a positive integer", "positive_int")  # 5e6 accepted
+non_negative_int = _bounded(int, lambda n: n >= 0, "an integer >= 0", "non_negative_int")
+# a sequence or context: one token to condition on, one to predict
+at_least_two = _bounded(int, lambda n: n >= 2, "an integer >= 2", "at_least_two")
+positive_float = _bounded(float, lambda n: n > 0, "a positive number", "positive_float")
+non_negative_float = _bounded(float, lambda n: n >= 0, "a number >= 0", "non_negative_float")
+probability = _bounded(float, lambda n: 0 <= n < 1, "in [0, 1)", "probability")
 
 
 class OneLineParser(argparse.ArgumentParser):

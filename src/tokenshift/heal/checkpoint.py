@@ -110,7 +110,10 @@ def read_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[
     """(model state dict with aliases restored, optimizer state dict, state.json, rng states)."""
     from safetensors.torch import load_file
 
+    from ..storage import check_safetensors_folder
+
     folder = Path(folder)
+    check_safetensors_folder(folder)
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     model_state = load_file(str(folder / "model.safetensors"))
     for alias, source in state.pop("aliases").items():

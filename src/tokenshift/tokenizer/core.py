@@ -170,7 +170,7 @@ class Tokenizer:
                 return candidate
         raise ValueError(
             f"tokenizer {self.name!r} has no BOS, EOS or document separator to condition a document on; "
-            "pass one explicitly (e.g. --bos-token '<|endoftext|>')"
+            "name one as bos_token or eos_token in its tokenizer_config.json (evaluate also takes --bos-token TOKEN)"
         )
 
     def token_id(self, token: str) -> int:
