@@ -52,6 +52,8 @@ CASES: list[tuple[str, str]] = [
     ("train --text {T} --vocab-size 10 --out {O}", "--vocab-size 10 is too small"),
     ("train --text {T} --vocab-size 2.5e2x --out {O}", "argument --vocab-size: must be a number"),
     ("train --text {T} --vocab-size 300 --out /proc/no-such/out", "cannot write in /proc"),
+    ("train --text {T} --vocab-size 1e9 --out {O}", "is larger than tokenshift trains"),
+    ("train --text {T} --vocab-size 300 --out=", "argument --out: is empty"),
     ("train --text {T} --vocab-size 300 --out {T}/out", "is a file, not a folder"),
     ("train --text {T} --vocab-size 300 --out {D}", "already exists"),
     ("train --text {T} --vocab-size 400 --extend smolm2 --out {O}", "did you mean smollm2"),
@@ -84,6 +86,8 @@ CASES: list[tuple[str, str]] = [
     ("heal {M} --text {T} --eval-bytes -1 --out {O}", "argument --eval-bytes"),
     ("heal {M} --text {T} --steps 1 --out /proc/no-such/out", "cannot write in /proc"),
     ("heal {M} --text {T} --steps 1 --out {M}/inside", "lies inside the input folder"),
+    ("heal {M} --text {T} --steps 1 --checkpoint-dir {M}/checkpoints --out {O}", "--checkpoint-dir {M}/checkpoints lies inside"),
+    ("heal {M} --text {T} --steps 1 --checkpoint-dir {T} --out {O}", "is a file, not a folder"),
     ("heal {M} --text {T} --recipe rows --steps 2 --out {O}", "takes --minutes or --tokens, not --steps"),
     ("heal {M} --text {T} --out {O}", "give a budget"),
     # generate
@@ -151,6 +155,6 @@ def test_bad_input_is_one_clear_line(line, expected, inputs, tiny_model_dir, tmp
     lines = [entry for entry in err.splitlines() if entry.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err and "error:" in lines[0]
-    assert expected in lines[0], lines[0]
+    assert expected.format(**values) in lines[0], lines[0]
     assert _tree(tiny_model_dir, inputs, tmp_path) == before, "the run left something behind or removed something"
     assert not os.path.exists(values["O"])

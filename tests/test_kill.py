@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import synthetic_corpus
+from tokenshift.storage import temporary_prefix
 
 
 def run(args: list[str], *, at: str | None = None, signal: str = "KILL", cwd: Path) -> subprocess.CompletedProcess:
@@ -28,7 +29,7 @@ def run(args: list[str], *, at: str | None = None, signal: str = "KILL", cwd: Pa
 
 
 def temporaries(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith((".tmp-", ".old-")))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".tokenshift-"))
 
 
 @pytest.fixture
@@ -45,15 +46,15 @@ def test_train_killed_while_writing_leaves_a_temporary_the_next_run_removes(tmp_
     assert killed.returncode == -9
     assert not out.exists()
     [left] = temporaries(tmp_path)
-    assert left.startswith(".tmp-tok-")
-    # a temporary of a live process (this one) and an unowned name are not touched
-    live = tmp_path / f".tmp-tok-{os.getpid()}-abc123"
+    assert left.startswith(".tokenshift-tmp-tok-")
+    # a temporary of a live process (this one) and a name not of our shape are not touched
+    live = tmp_path / f"{temporary_prefix('tok')}abc123de"
     live.mkdir()
-    (tmp_path / ".tmp-notours").mkdir()
+    (tmp_path / ".tokenshift-tmp-notours").mkdir()
     done = run(args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (out / "tokenizer.json").is_file() and (out / "train.json").is_file()
-    assert temporaries(tmp_path) == sorted([live.name, ".tmp-notours"])
+    assert temporaries(tmp_path) == sorted([live.name, ".tokenshift-tmp-notours"])
 
 
 def test_transplant_killed_or_interrupted_while_saving(tmp_path, tiny_model_dir):
@@ -99,7 +100,7 @@ def test_heal_killed_while_checkpointing_then_resumed_leaves_nothing(tmp_path, t
     assert killed.returncode == -9
     checkpoints = tmp_path / "healed.checkpoints"
     [partial] = temporaries(checkpoints)
-    assert partial.startswith(".tmp-step-00000001-")
+    assert partial.startswith(".tokenshift-tmp-step-00000001-")
     # no complete checkpoint: --resume starts over, and the partial one is removed
     resumed = run([*args, "--resume"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -115,3 +116,15 @@ def test_heal_killed_after_training_keeps_nothing_half_written(tmp_path, tiny_mo
     resumed = run([*args, "--resume"], cwd=tmp_path)  # the checkpoints are still there: the run ends from the last one
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "heal.json").is_file() and temporaries(tmp_path) == []
+
+
+def test_heal_interrupted_while_checkpointing_still_leaves_a_checkpoint(tmp_path, tiny_model_dir, corpus):
+    out = tmp_path / "healed"
+    args = ["heal", str(tiny_model_dir), "--text", str(corpus), *HEAL, "--out", str(out)]
+    interrupted = run(args, at="heal:checkpoint-written", signal="INT", cwd=tmp_path)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert "checkpoint of step 1 written" in interrupted.stderr.strip().splitlines()[-1]
+    checkpoints = tmp_path / "healed.checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["step-00000001"]  # whole, and no temporary beside it
+    resumed = run([*args, "--resume"], cwd=tmp_path)
+    assert resumed.returncode == 0 and "step 1 of 4" in resumed.stderr, resumed.stderr

@@ -52,13 +52,17 @@ def test_stale_temporaries_only_of_dead_owners(tmp_path):
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    (tmp_path / f".tmp-out-{dead}-abc123").mkdir()
-    (tmp_path / f".tmp-x.json-{dead}-zz9").write_text("{}")
-    (tmp_path / f".tmp-out-{os.getpid()}-abc123").mkdir()
-    (tmp_path / ".tmp-out-legacy").mkdir()
-    (tmp_path / "out").mkdir()
+    host = storage._host()
+    (tmp_path / f".tokenshift-tmp-out-{host}-{dead}-abc123de").mkdir()
+    (tmp_path / f".tokenshift-tmp-x.json-{host}-{dead}-zz9_0000").write_text("{}")
+    kept = [f".tokenshift-tmp-out-{host}-{os.getpid()}-abc123de",  # a live owner
+            f".tokenshift-tmp-out-otherhost-{dead}-abc123de",  # another machine on a shared disk
+            f".tokenshift-tmp-x-{host}-99999999999999999999-abcdefgh",  # not a process id
+            ".tmp-2024-05-backup", ".old-report-2023-final", "out"]  # the user's own names
+    for name in kept:
+        (tmp_path / name).mkdir()
     assert clean_stale_temporaries(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".tmp-out-{os.getpid()}-abc123", ".tmp-out-legacy", "out"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
 
 def test_damaged_safetensors_are_named(tmp_path):

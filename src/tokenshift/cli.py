@@ -219,7 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import OneLineParser, at_least_two, positive_float, positive_int
+    from .options import OneLineParser, at_least_two, output_path, positive_float, positive_int
 
     parser = OneLineParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transition", type=_transition, default=0.8, help="superbpe: subword vocabulary before superwords, fraction or size")
     p.add_argument("--max-words", type=positive_int, default=4, help="superbpe: words per superword token at most")
     p.add_argument("--min-frequency", type=positive_int, default=2)
-    p.add_argument("--out", required=True, help="new folder for tokenizer.json, tokenizer_config.json and train.json")
+    p.add_argument("--out", required=True, type=output_path, help="new folder for tokenizer.json, tokenizer_config.json and train.json")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="round the embedding rows up to a multiple of this (default 64; 1: no padding)")
     p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")
     p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--out", required=True, help="new folder for the transplanted model")
+    p.add_argument("--out", required=True, type=output_path, help="new folder for the transplanted model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_transplant)
 
@@ -330,7 +330,11 @@ def _quiet_transformers() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # imports torch for some choices: a second or so
+    except KeyboardInterrupt:
+        print("tokenshift: interrupted; nothing was written", file=sys.stderr)
+        return 130
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         _quiet_transformers()

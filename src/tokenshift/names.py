@@ -51,6 +51,17 @@ def close_names(text: str, kinds: tuple[str, ...]) -> list[str]:
     return difflib.get_close_matches(text, _asset_names(kinds), n=3, cutoff=0.6) + local
 
 
+def in_hub_cache(text: str, filenames: tuple[str, ...]) -> bool:
+    """Whether the local Hugging Face cache holds one of ``filenames`` of repository ``text`` (also the
+    owner-less ids of the oldest models, such as ``gpt2`` or ``bert-base-uncased``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return any(isinstance(try_to_load_from_cache(text, name), str) for name in filenames)
+    except ValueError:  # not a valid repository id
+        return False
+
+
 def unknown_name(text: str, *, what: str, kinds: tuple[str, ...]) -> FileNotFoundError:
     """The error for a name that is not an asset, not an existing path and not a hub id."""
     close = close_names(text, kinds)
@@ -63,20 +74,20 @@ def check_hub_id(text: str, *, what: str, filenames: tuple[str, ...] = ("config.
     """Fail in one line, within :data:`HUB_TIMEOUT` seconds, when hub id ``text`` cannot be fetched:
     it is not in the local Hugging Face cache and the hub is offline (``HF_HUB_OFFLINE``) or does not
     answer."""
-    import socket
     from urllib.parse import urlparse
 
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import get_session
 
-    if any(isinstance(try_to_load_from_cache(text, name), str) for name in filenames):
+    if in_hub_cache(text, filenames):
         return
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise ValueError(f"{what} {text!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
                          "use an asset or a local folder, or unset HF_HUB_OFFLINE")
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=HUB_TIMEOUT).close()
-    except OSError as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    host = urlparse(endpoint).hostname or endpoint
+    try:  # through huggingface_hub's own session, so that proxies it would use are used; any answer will do
+        get_session().head(endpoint, timeout=HUB_TIMEOUT)  # httpx (huggingface_hub >= 1) does not follow redirects by default
+    except Exception as exc:  # noqa: BLE001  (requests or httpx, whichever huggingface_hub uses)
+        reason = str(exc).split("(")[0].strip() or type(exc).__name__
         raise ValueError(f"{what} {text!r} is not in the local Hugging Face cache and {host} cannot be reached ({reason}); "
                          "use an asset or a local folder (tokenshift assets --list), or connect to the network") from None

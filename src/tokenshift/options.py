@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -44,6 +45,13 @@ at_least_two = _bounded(int, lambda n: n >= 2, "an integer >= 2", "at_least_two"
 positive_float = _bounded(float, lambda n: n > 0, "a positive number", "positive_float")
 non_negative_float = _bounded(float, lambda n: n >= 0, "a number >= 0", "non_negative_float")
 probability = _bounded(float, lambda n: 0 <= n < 1, "in [0, 1)", "probability")
+
+
+def output_path(value: str) -> str:
+    """A path to write to: not empty, ``~`` expanded here (a shell leaves ``--out=~/x`` as it is)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty; name the folder to write")
+    return os.path.expanduser(value)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -33,6 +33,7 @@ def kill_point(name: str) -> None:
     if os.environ.get("TOKENSHIFT_SIGNAL_AT") != name:
         return
     which = os.environ.get("TOKENSHIFT_SIGNAL", "KILL").upper()
+    del os.environ["TOKENSHIFT_SIGNAL_AT"]  # once: what the run does about the signal may pass the same point again
     os.kill(os.getpid(), signal.SIGINT if which == "INT" else signal.SIGKILL)
 
 

@@ -2,10 +2,11 @@
 
 Every folder a command writes is built as a temporary beside its final place and renamed at the end:
 
-    OUT's parent/.tmp-OUT-<pid>-<random>/   written here, renamed to OUT when complete
+    OUT's parent/.tokenshift-tmp-OUT-<host>-<pid>-<8 random>/   written here, renamed to OUT when complete
 
-The ``<pid>`` names the process that owns it: a later run removes temporaries whose owner is gone
-(killed, or the machine rebooted) and leaves those of running processes and anything else alone.
+The ``<host>`` and ``<pid>`` name the process that owns it: a later run on the same host removes
+temporaries whose process is gone (killed, or the machine rebooted), and leaves alone those of live
+processes, of other hosts (a shared file system), and every name not of this exact shape.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-# .tmp-<name>-<pid>-<random> and .old-<name>-<pid>-<random>: <random> is tempfile's (no dashes).
-_TEMPORARY = re.compile(r"^\.(?:tmp|old)-.*-(\d+)-[a-z0-9_]+$")
+# .tokenshift-tmp-<name>-<host>-<pid>-<random> (and -old-): <random> is tempfile's 8 characters.
+_TEMPORARY = re.compile(r"^\.tokenshift-(?:tmp|old)-.+-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d{1,9})-[a-z0-9_]{8}$")
 # Leave this much room beyond the estimate: metadata, a tokenizer, the file system's own blocks.
 SPACE_MARGIN = 1.05
 
@@ -40,6 +41,17 @@ def tokenshift_home() -> Path:
     return Path(cache) / "tokenshift"
 
 
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+
+
+def temporary_prefix(name: str, kind: str = "tmp") -> str:
+    """The prefix of a temporary beside ``name``, owned by this process (see the module docstring)."""
+    return f".tokenshift-{kind}-{name}-{_host()}-{os.getpid()}-"
+
+
 def _owner_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -49,30 +61,33 @@ def _owner_alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's process
         return True
+    except (OverflowError, ValueError):  # not a process id this system can have
+        return True
     return True
 
 
 def clean_stale_temporaries(folder: Path) -> int:
-    """Remove the ``.tmp-*``/``.old-*`` folders and files inside ``folder`` whose owning process is gone;
-    return how many. Temporaries of live processes, and names without an owner, are left alone."""
+    """Remove the temporaries inside ``folder`` that this host's processes left and whose process is
+    gone; return how many. Everything else is left alone."""
     removed = 0
     if not Path(folder).is_dir():
         return 0
+    host = _host()
     for child in Path(folder).iterdir():
         match = _TEMPORARY.match(child.name)
-        if match is None or _owner_alive(int(match.group(1))):
+        if match is None or match.group("host") != host or _owner_alive(int(match.group("pid"))):
             continue
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
         removed += 1
-        logger.info("removed %s, left by process %s that is gone", child, match.group(1))
+        logger.info("removed %s, left by process %s that is gone", child, match.group("pid"))
     return removed
 
 
 def _temporary_folder(final: Path, kind: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{kind}-{final.name}-{os.getpid()}-", dir=final.parent))
+    return Path(tempfile.mkdtemp(prefix=temporary_prefix(final.name, kind), dir=final.parent))
 
 
 @contextmanager
@@ -80,7 +95,7 @@ def atomic_folder(final: Path, *, overwrite: bool = False, point: str | None = N
     """Yield an empty temporary folder beside ``final``; on success rename it to ``final``.
 
     If the body raises (Ctrl-C included), ``final`` is untouched and the temporary is removed; if the
-    process is killed, the temporary (``.tmp-<name>-<pid>-*``) is removed by the next run that writes
+    process is killed, the temporary (``.tokenshift-tmp-<name>-<host>-<pid>-*``) is removed by the next run that writes
     beside it. It is never mistaken for a finished folder.
     """
     final = Path(final)
@@ -135,7 +150,7 @@ def check_output_folder(out: Path, *, inputs: Iterable[str | Path] = (), need_by
     if not parent.is_dir():
         raise ValueError(f"{option} {out}: {parent} is a file, not a folder; choose another place")
     try:
-        probe, probe_path = tempfile.mkstemp(prefix=f".tmp-probe-{os.getpid()}-", dir=parent)
+        probe, probe_path = tempfile.mkstemp(prefix=temporary_prefix("probe"), dir=parent)
         os.close(probe)
         os.unlink(probe_path)
     except OSError as exc:
@@ -147,9 +162,11 @@ def check_output_folder(out: Path, *, inputs: Iterable[str | Path] = (), need_by
                              f"{need_bytes * SPACE_MARGIN / 1e6:,.0f} MB; free some space or choose another disk")
 
 
-def rescue_folder(final: Path) -> Path:
-    """Where a finished result goes when ``final`` cannot be written: ``$TOKENSHIFT_HOME/rescued/NAME-TIME``."""
-    return tokenshift_home() / "rescued" / f"{Path(final).name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+def rescue_folders(final: Path) -> list[Path]:
+    """Where a finished result goes when ``final`` cannot be written, in order of preference:
+    ``$TOKENSHIFT_HOME/rescued/NAME-TIME``, else the system's temporary folder (often another disk)."""
+    name = f"{Path(final).name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    return [tokenshift_home() / "rescued" / name, Path(tempfile.gettempdir()) / "tokenshift-rescued" / name]
 
 
 def write_folder(final: Path, write: Callable[[Path], None], *, rescue: bool = True, point: str | None = None) -> Path:
@@ -166,20 +183,24 @@ def write_folder(final: Path, write: Callable[[Path], None], *, rescue: bool = T
     except OSError as exc:
         if not rescue:
             raise
-        kept = rescue_folder(final)
-        try:
-            with atomic_folder(kept) as tmp:
-                write(tmp)
-        except OSError:
-            raise exc from None
-        raise RuntimeError(f"could not write {final} ({exc.strerror or exc}); the finished result is kept in {kept}: "
-                           f"move it where you want it") from exc
+        failures = []
+        for kept in rescue_folders(final):
+            try:
+                with atomic_folder(kept) as tmp:
+                    write(tmp)
+            except OSError as again:
+                failures.append(f"{kept.parent}: {again.strerror or again}")
+                continue
+            raise RuntimeError(f"could not write {final} ({exc.strerror or exc}); the finished result is kept in {kept}: "
+                               f"move it where you want it") from exc
+        raise RuntimeError(f"could not write {final} ({exc.strerror or exc}), nor keep the finished result elsewhere "
+                           f"({'; '.join(failures)}): it is lost; free some space and run again") from exc
 
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-{os.getpid()}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2, ensure_ascii=False)

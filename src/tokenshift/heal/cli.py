@@ -90,7 +90,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``heal`` on the main parser's subcommands."""
-    from ..options import at_least_two, non_negative_float, non_negative_int, positive_float, positive_int
+    from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int
     from .losses import DISTANCES
     from .recipes import RECIPES
     from .stages import STAGE_KINDS
@@ -130,7 +130,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=non_negative_int, default=0, help="evaluate every N steps (0: at the start and the end only)")
     p.add_argument("--log-every", type=positive_int, default=10, help="print the loss every N steps")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=0, help="write a checkpoint every N steps (0: none)")
-    p.add_argument("--checkpoint-dir", help="where checkpoints go (default: OUT.checkpoints, removed once OUT is written)")
+    p.add_argument("--checkpoint-dir", type=output_path, help="where checkpoints go (default: OUT.checkpoints, removed once OUT is written)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint (same options)")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
     p.add_argument("--grad-clip", type=non_negative_float, default=1.0, help="clip the gradient norm (0: off)")
@@ -141,6 +141,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (several GPUs: accelerate launch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--out", required=True, help="new folder for the healed model (written when the run ends)")
+    p.add_argument("--out", required=True, type=output_path, help="new folder for the healed model (written when the run ends)")
     p.add_argument("--json", action="store_true", help="print heal.json instead of progress and a summary")
     p.set_defaults(func=cmd_heal)

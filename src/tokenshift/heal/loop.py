@@ -154,6 +154,16 @@ def _checkpoint(session: Session, state: HealState, wrapper: Any, optimizer: Any
     return str(path)
 
 
+def _checkpoint_on_interrupt(session: Session, state: HealState, wrapper: Any, optimizer: Any, rng: dict[str, Any] | None = None) -> None:
+    """On Ctrl-C with checkpoints on: write one of ``state`` (whose step the weights are at) and say so."""
+    from ..signals import Interrupted
+
+    if not session.config.checkpoint_every or state.step == 0:
+        return
+    path = _checkpoint(session, state, wrapper, optimizer, rng=rng)
+    raise Interrupted(f"checkpoint of step {state.step} written to {path}; continue with the same command and --resume") from None
+
+
 def _step_loss(session: Session, wrapper: Any, batch: Any) -> tuple[Any, Any, Any]:
     """(total loss, next-token loss, distillation loss) of one batch; the teacher runs without grad."""
     import torch
@@ -183,7 +193,7 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
     import torch
     from accelerate.utils import set_seed
 
-    from ..signals import Interrupted, kill_point
+    from ..signals import kill_point
     from .checkpoint import read_checkpoint
     from .forward import TokenLogprobs
 
@@ -250,10 +260,7 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
             except KeyboardInterrupt:
                 # Ctrl-C before the update: the weights are those of state.step, so a checkpoint of them is exact.
                 optimizer.zero_grad(set_to_none=True)
-                if config.checkpoint_every:
-                    path = _checkpoint(session, state, wrapper, optimizer, rng=step_rng)
-                    raise Interrupted(f"checkpoint of step {state.step} written to {path}; continue with the same command "
-                                      "and --resume") from None
+                _checkpoint_on_interrupt(session, state, wrapper, optimizer, rng=step_rng)
                 raise
             optimizer.step()
             state.step += 1  # right after the update, so that an interrupt never separates the two
@@ -263,21 +270,26 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
             state.truncated += truncated
             optimizer.zero_grad(set_to_none=True)
             state.train_seconds += time.perf_counter() - started
-            rate = state.tokens / state.train_seconds if state.train_seconds else 0.0
-            elapsed_steps = max(1, state.step - (state.resumed_at[-1] if state.resumed_at else 0))
-            eta = (time.perf_counter() - run_started) / elapsed_steps * (session.total_steps - state.step)
-            status: dict[str, Any] = {}
-            if config.log_every and (state.step % config.log_every == 0 or state.step == session.total_steps):
-                status = {"loss": loss.detach().item(), "ntp": ntp.detach().item(), "distill": distill.detach().item() if distill is not None else None}
-                state.losses.append({"step": state.step, "tokens": state.tokens, "stage": stage.train, "lr": peak * factor, **status})
-            if session.eval_sets and config.eval_every and state.step % config.eval_every == 0 and state.step < session.total_steps:
-                status["evaluation"] = evaluate_now(session, state)
-            if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.step < session.total_steps:
-                status["checkpoint"] = _checkpoint(session, state, wrapper, optimizer)
-            if progress is not None:
-                progress(HealStatus(step=state.step, steps=session.total_steps, stage=stage.train, tokens=state.tokens,
-                                    tokens_per_second=rate, eta_seconds=eta, lr=peak * factor,
-                                    minutes=session.deadline.elapsed() / 60, **status))
+            try:
+                rate = state.tokens / state.train_seconds if state.train_seconds else 0.0
+                elapsed_steps = max(1, state.step - (state.resumed_at[-1] if state.resumed_at else 0))
+                eta = (time.perf_counter() - run_started) / elapsed_steps * (session.total_steps - state.step)
+                status: dict[str, Any] = {}
+                if config.log_every and (state.step % config.log_every == 0 or state.step == session.total_steps):
+                    status = {"loss": loss.detach().item(), "ntp": ntp.detach().item(), "distill": distill.detach().item() if distill is not None else None}
+                    state.losses.append({"step": state.step, "tokens": state.tokens, "stage": stage.train, "lr": peak * factor, **status})
+                if session.eval_sets and config.eval_every and state.step % config.eval_every == 0 and state.step < session.total_steps:
+                    status["evaluation"] = evaluate_now(session, state)
+                if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.step < session.total_steps:
+                    status["checkpoint"] = _checkpoint(session, state, wrapper, optimizer)
+                if progress is not None:
+                    progress(HealStatus(step=state.step, steps=session.total_steps, stage=stage.train, tokens=state.tokens,
+                                        tokens_per_second=rate, eta_seconds=eta, lr=peak * factor,
+                                        minutes=session.deadline.elapsed() / 60, **status))
+            except KeyboardInterrupt:
+                # Ctrl-C while logging, evaluating or checkpointing: the weights are those of state.step.
+                _checkpoint_on_interrupt(session, state, wrapper, optimizer)
+                raise
         finish_stage(session.model, trainable)
         acc.free_memory()
         del wrapper, optimizer

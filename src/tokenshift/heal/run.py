@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import platform
 import shutil
 import time
@@ -201,12 +202,29 @@ def heal(
     config = config.resolved()
     config.check()
     recipe, reason = resolve_recipe(config, model)
-    out = Path(out) if out is not None else None
+    out = Path(out).expanduser() if out is not None else None
     if out is not None:
         check_output_folder(out, inputs=[location], need_bytes=_weights_bytes(Path(location)))
+    if config.checkpoint_dir is not None:
+        _check_checkpoint_dir(Path(config.checkpoint_dir), location)
     if recipe == "stages":
         return _heal_stages(model, config, out=out, progress=progress, clock=clock, reason=reason)
     return _heal_phases(model, config, recipe, out=out, progress=progress, clock=clock, reason=reason)
+
+
+def _check_checkpoint_dir(folder: Path, model_location: str) -> None:
+    """``--checkpoint-dir``, before any work: a folder (an existing one holds an earlier run's
+    checkpoints, for --resume) outside the model folder, where this process can write."""
+    if not folder.exists():
+        check_output_folder(folder, inputs=[model_location], option="--checkpoint-dir")
+        return
+    if not folder.is_dir():
+        raise ValueError(f"--checkpoint-dir {folder} is a file, not a folder; choose a folder for the checkpoints")
+    inside = Path(os.path.realpath(model_location))
+    if Path(model_location).is_dir() and (Path(os.path.realpath(folder)) == inside or inside in Path(os.path.realpath(folder)).parents):
+        raise ValueError(f"--checkpoint-dir {folder} lies inside the model folder {model_location}; keep checkpoints beside it")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--checkpoint-dir {folder}: cannot write there; choose a folder you can write to")
 
 
 def _weights_bytes(folder: Path) -> int:

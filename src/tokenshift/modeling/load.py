@@ -61,7 +61,7 @@ def model_location(spec: str) -> str:
     fetched (checked at once, see :mod:`tokenshift.names`). Anything else fails in one line with
     "did you mean"."""
     from ..assets.registry import ASSETS, prepare_asset
-    from ..names import check_hub_id, looks_like_hub_id, unknown_name
+    from ..names import check_hub_id, in_hub_cache, looks_like_hub_id, looks_like_path, unknown_name
 
     asset = ASSETS.get(spec)
     if asset is not None:
@@ -79,6 +79,8 @@ def model_location(spec: str) -> str:
         raise ValueError(f"{spec} is a file; pass the model's folder (config.json and *.safetensors), an asset name or a model id")
     if looks_like_hub_id(spec):
         check_hub_id(spec, what="model")
+        return spec
+    if not looks_like_path(spec) and in_hub_cache(spec, ("config.json",)):  # an owner-less id, already downloaded
         return spec
     raise unknown_name(spec, what="model", kinds=("model",))
 

@@ -24,6 +24,9 @@ CHAT_MARKERS = (
 # Tokens that separate documents in pretraining, in order of preference, for tokenizers without a BOS.
 DOCUMENT_SEPARATORS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
 
+# Encoding more text than this (characters) runs where Ctrl-C can interrupt the wait.
+INTERRUPTIBLE_CHARS = 1 << 18
+
 
 @dataclass(frozen=True)
 class SpecialTokens:
@@ -99,7 +102,16 @@ class Tokenizer:
         return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [enc.ids for enc in self.backend.encode_batch(texts, add_special_tokens=False)]
+        """Ids of each text. Large inputs are encoded in a worker thread, so that Ctrl-C need not wait
+        for the Rust encoder (minutes on tens of MB)."""
+        def encode() -> list[list[int]]:
+            return [enc.ids for enc in self.backend.encode_batch(texts, add_special_tokens=False)]
+
+        if sum(map(len, texts)) < INTERRUPTIBLE_CHARS:
+            return encode()
+        from ..signals import interruptible
+
+        return interruptible(encode)
 
     def decode(self, ids: list[int]) -> str:
         return self.backend.decode(ids, skip_special_tokens=False)

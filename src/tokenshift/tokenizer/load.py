@@ -172,11 +172,13 @@ def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False) -> Toke
             return from_gguf(ggufs[0])
     if path.exists():
         raise FileNotFoundError(f"{text}: no tokenizer found there (no tokenizer.json, .tiktoken or single .gguf file); check the path")
-    from ..names import check_hub_id, looks_like_hub_id, unknown_name
+    from ..names import check_hub_id, in_hub_cache, looks_like_hub_id, looks_like_path, unknown_name
 
-    if not looks_like_hub_id(text):
+    files = ("tokenizer.json", "tokenizer_config.json")
+    if looks_like_hub_id(text):
+        check_hub_id(text, what="tokenizer", filenames=files)
+    elif looks_like_path(text) or not in_hub_cache(text, files):  # an owner-less id may be used once downloaded
         raise unknown_name(text, what="tokenizer", kinds=("tokenizer", "model"))
-    check_hub_id(text, what="tokenizer", filenames=("tokenizer.json", "tokenizer_config.json"))
     from transformers import AutoTokenizer
 
     try:

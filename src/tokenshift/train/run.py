@@ -121,11 +121,18 @@ def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, 
                           show_progress=show_progress, length=length)
 
 
+# The Rust trainer allocates per id up front; beyond this it can abort the process instead of raising.
+MAX_VOCAB_SIZE = 1 << 21
+
+
 def _validate(config: TrainConfig) -> None:
     if config.kind not in TRAINERS:
         raise ValueError(f"unknown kind {config.kind!r}; choose one of {', '.join(TRAINERS)}")
     if config.digits is not None and config.digits not in DIGIT_SCHEMES:
         raise ValueError(f"unknown digit scheme {config.digits!r}; choose one of {', '.join(DIGIT_SCHEMES)}")
+    if config.vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(f"--vocab-size {config.vocab_size:,} is larger than tokenshift trains ({MAX_VOCAB_SIZE:,}; the largest "
+                         "tokenizers in use have about 262k ids); ask for fewer")
     floor = 256 + len(config.special_tokens)
     if config.extend is None and config.vocab_size <= floor:
         raise ValueError(f"--vocab-size {config.vocab_size} is too small: the 256 byte tokens and {len(config.special_tokens)} "
@@ -156,6 +163,7 @@ def train_tokenizer(
     from ..tokenizer import load_tokenizer
 
     _validate(config)
+    out = Path(out).expanduser() if out is not None else None
     if out is not None:
         check_output_folder(Path(out), inputs=[t for t in texts if Path(t).is_dir()])
     started = time.perf_counter()

@@ -119,6 +119,7 @@ def transplant(
     from ..modeling.load import model_location, resolve_device
 
     config = config or TransplantConfig()
+    out = Path(out).expanduser() if out is not None else None
     if config.method != AUTO:
         check_options(config.method, config.options)
     if config.method != AUTO and config.donor and not get_method(config.method).uses_donor:
