@@ -166,6 +166,11 @@ def test_scaled_rows_are_the_shrunk_length_weighted_mean(tiny_model_dir, new_tok
     torch.testing.assert_close(scaled_rows(old, plan, scale=0.5), 0.5 * piece_mean(old, plan, weights=plan.piece_bytes))
     with pytest.raises(ValueError, match="scale must be in"):
         scaled_rows(old, plan, scale=0.0)
+    # length_power 0 weighs every piece the same: the plain (FVT) mean, shrunk
+    torch.testing.assert_close(scaled_rows(old, plan, scale=0.5, length_power=0.0), 0.5 * piece_mean(old, plan))
+    torch.testing.assert_close(scaled_rows(old, plan, scale=1.0, length_power=2.0), piece_mean(old, plan, weights=plan.piece_bytes ** 2))
+    with pytest.raises(ValueError, match="length_power must be in"):
+        scaled_rows(old, plan, length_power=-1.0)
 
 
 def test_document_start_token_takes_the_old_document_start(tiny_model_dir, tmp_path):
@@ -231,7 +236,7 @@ def test_extension_transplant_copies_old_rows_and_pads(tiny_model_dir, tmp_path)
     train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=old.tokenizer.vocab_size + 30, extend=str(tiny_model_dir), protect=()),
                     out=tmp_path / "ext")
     lm, new, report = transplant(str(tiny_model_dir), str(tmp_path / "ext"), out=tmp_path / "moved")
-    assert report.extension and report.method == "scaled" and report.options == {"scale": 0.92} and "extends" in report.method_reason
+    assert report.extension and report.method == "scaled" and report.options == {"scale": 0.92, "length_power": 0.0} and "extends" in report.method_reason
     assert report.copied_ids == [[0, old.tokenizer.vocab_size]]
     rows = lm.get_input_embeddings().weight
     old_rows = old.model.get_input_embeddings().weight

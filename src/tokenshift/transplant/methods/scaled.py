@@ -1,4 +1,5 @@
-"""``scaled``: the pieces' rows weighted by byte length, then shrunk towards zero by ``scale``.
+"""``scaled``: the pieces' rows weighted by byte length (to the power ``length_power``), then shrunk
+towards zero by ``scale``.
 
 Why shrink: a composed token's row serves as an output row too (tied heads), and the mean of its
 pieces' rows scores it about as high as its pieces, although the whole token is rarer than its first
@@ -6,6 +7,10 @@ piece. Shrinking lowers those logits. Measured on ``wiki-en/fr:validation`` (Smo
 wiki fr+en tokenizer, 4 KB each, bits per byte en / fr): subword mean 1.066 / 2.585, length-weighted
 1.057 / 2.571, ×0.9 1.049 / 2.498, ×0.8 1.050 / 2.553, length-weighted ×0.85 1.043 / 2.521; the
 default is 0.85. ``bench/transplant.py`` checks it on the test splits of three tokenizer pairs.
+
+``length_power``: each piece weighs ``bytes ** length_power`` (1: by byte length, 0: the plain mean).
+Extensions use 0 (see ``methods.EXTENSION_OPTIONS`` for the measurement): their composed tokens are
+whole words of two or three pieces whose short endings ("s", "es", "ment") carry as much as the stem.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ from .subword import piece_mean
 
 
 @register("scaled", "length-weighted subword mean shrunk by scale (default 0.85); lowest bits per byte measured")
-def scaled_rows(old: Any, plan: Any, *, donor: Any = None, scale: float = 0.85) -> Any:
+def scaled_rows(old: Any, plan: Any, *, donor: Any = None, scale: float = 0.85, length_power: float = 1.0) -> Any:
     """old: (V_old, D) -> (n_composed, D)"""
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}; 1 gives the plain length-weighted mean")
-    return piece_mean(old, plan, weights=plan.piece_bytes) * scale
+    if not 0 <= length_power <= 4:
+        raise ValueError(f"length_power must be in [0, 4], got {length_power}; 0 weighs every piece the same, 1 by its bytes")
+    weights = None if length_power == 0 else plan.piece_bytes ** length_power
+    return piece_mean(old, plan, weights=weights) * scale
