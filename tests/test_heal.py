@@ -354,6 +354,85 @@ def test_output_is_a_plain_hf_folder_with_a_report(setup, tmp_path):
     assert torch.allclose(reloaded(ids).logits, lm(ids).logits, atol=1e-5)
 
 
+# --- LoRA through PEFT --------------------------------------------------------------------------
+
+
+def test_lora_stage_writes_a_plain_folder_changed_only_where_it_trained(setup, tmp_path):
+    """The healed folder loads with plain transformers; copied rows and norms are bit-identical, new
+    rows moved, and every body linear moved by a delta of rank <= the LoRA rank."""
+    from transformers import AutoModelForCausalLM
+
+    from tokenshift.heal.rows import copied_ids_from_report, ids_from_runs
+
+    rank = 2
+    cfg = config(setup, steps=3, eval_bytes=0, lora_rank=rank, stages=(Stage("lora", lr=1e-2, warmup=0),))
+    heal(str(setup["student"]), config=cfg, out=tmp_path / "out")
+    before = AutoModelForCausalLM.from_pretrained(setup["student"])
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert not any(type(m).__module__.startswith("peft") for m in after.modules())
+    assert after.config.tie_word_embeddings and after.get_output_embeddings().weight is after.get_input_embeddings().weight
+    old, new = before.state_dict(), after.state_dict()
+    assert old.keys() == new.keys()
+
+    copied = ids_from_runs(copied_ids_from_report(setup["student"]))
+    fresh = torch.ones(old["model.embed_tokens.weight"].shape[0], dtype=torch.bool)
+    fresh[copied] = False
+    assert 50 < len(copied) and fresh.sum() > 50
+    e_old, e_new = old["model.embed_tokens.weight"], new["model.embed_tokens.weight"]
+    assert torch.equal(e_old[copied], e_new[copied])
+    assert (e_old[fresh] != e_new[fresh]).any(dim=1).all()  # every new row moved (the tied head reaches them all)
+
+    linears = {f"{name}.weight" for name, m in before.get_decoder().named_modules() if isinstance(m, torch.nn.Linear)}
+    linears = {f"model.{name}" for name in linears}
+    assert len(linears) == 2 * 7
+    for key in old.keys() - linears - {"model.embed_tokens.weight", "lm_head.weight"}:
+        assert torch.equal(old[key], new[key]), key
+    for key in linears:
+        singular = torch.linalg.svdvals((new[key] - old[key]).double())
+        assert singular[0] > 0 and singular[rank:].max() < 1e-4 * singular[0], (key, singular[: rank + 2])
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_merged_lora_gives_the_logits_of_the_peft_model(tie, tiny_backend, tmp_path):
+    """PEFT-wrapped (adapters and new rows moved off their start) vs merged vs saved and reloaded: the
+    same logits; the adapter holds the new rows only, and tied embeddings stay tied."""
+    from transformers import AutoModelForCausalLM
+
+    from tokenshift.heal.forward import TokenLogprobs
+
+    # float64: in float32, W + BA and the separate products round apart by ~2e-6 of the logits (up to ~12 here)
+    lm = AutoModelForCausalLM.from_pretrained(save_tiny_model(tmp_path / "in", tiny_backend, tie=tie), dtype=torch.float64)
+    lm.eval()
+    copied = torch.arange(0, 200)
+    vocab, width = lm.get_input_embeddings().weight.shape
+    names_before = set(lm.state_dict())
+    trainable = STAGE_KINDS["lora"].apply(lm, StageContext(copied_rows=copied, lora_rank=2))
+    rows = trainable.adapters.rows
+    assert [tuple(p.shape) for p in rows] == [(vocab - 200, width)] * (1 if tie else 2)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for group in trainable.groups:
+            for p in group["params"]:
+                p.add_(0.1 * torch.randn_like(p))
+    ids = torch.tensor([[1, 5, 9, 250, 12, 300, 7, 201]])
+    with torch.no_grad():
+        wrapped = lm(ids).logits
+        targets, scored = ids.roll(-1, 1), torch.ones_like(ids, dtype=torch.bool)
+        chunked = TokenLogprobs(lm)(ids, torch.ones_like(ids), targets, scored)
+    assert torch.allclose(chunked, torch.log_softmax(wrapped, -1).gather(-1, targets[..., None]).flatten(), atol=1e-5)  # the trainer's path
+    finish_stage(lm, trainable)
+    assert set(lm.state_dict()) == names_before
+    assert not any(type(m).__module__.startswith("peft") for m in lm.modules())
+    assert (lm.get_output_embeddings().weight is lm.get_input_embeddings().weight) == tie == lm.config.tie_word_embeddings
+    with torch.no_grad():
+        merged = lm(ids).logits
+    assert torch.allclose(merged, wrapped, atol=1e-5), (merged - wrapped).abs().max()
+    lm.save_pretrained(tmp_path / "out")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float64).eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, wrapped, atol=1e-5)
+
+
 # --- config and CLI ----------------------------------------------------------------------------
 
 

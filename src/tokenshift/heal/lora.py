@@ -1,66 +1,78 @@
-"""Low-rank adapters for the linear layers of a model's body, merged back into the weights at the end
-so that the healed model is a plain Hugging Face folder (no peft needed to load it)."""
+"""LoRA through Hugging Face PEFT, merged back into the weights at the end so that the healed model is a
+plain Hugging Face folder (no peft needed to load it).
+
+The adapters go on every ``nn.Linear`` of the model's body (never the output head). Embedding rows are
+trained the way PEFT's ``trainable_token_indices`` does: only the given rows, held in a small
+(n_rows, D) matrix per embedding (the head's rows follow the input embedding's where they are tied),
+written into the full matrices on merging; every other row stays bit-for-bit as it was.
+
+Adapters are injected in place (``LoraModel``), so the model object stays the one the trainer and the
+checkpoints work on; only the names of the wrapped parameters change while the adapters are in.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 
-class LoRALinear(nn.Module):
-    """``base(x) + scale * x A^T B^T`` with ``base`` frozen; A: (rank, in), B: (out, rank), B starts
-    at zero so the wrapped layer starts as the base layer."""
+@dataclass
+class Adapters:
+    """The PEFT tuner that holds a model's adapters, and their trainable parameters: ``lora`` (the
+    A and B matrices) and ``rows`` (the trained embedding rows; empty when no rows are trained)."""
 
-    def __init__(self, base: nn.Linear, *, rank: int, alpha: float) -> None:
-        super().__init__()
-        self.base = base
-        base.weight.requires_grad_(False)
-        if base.bias is not None:
-            base.bias.requires_grad_(False)
-        device, dtype = base.weight.device, base.weight.dtype
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device, dtype=dtype))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=device, dtype=dtype))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.scale = alpha / rank
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (x.to(self.lora_A.dtype) @ self.lora_A.T @ self.lora_B.T).to(x.dtype) * self.scale
-
-    @torch.no_grad()
-    def merged(self) -> nn.Linear:
-        """The base layer with ``scale * B A`` added to its weight."""
-        self.base.weight += (self.scale * self.lora_B.float() @ self.lora_A.float()).to(self.base.weight.dtype)
-        return self.base
+    tuner: Any  # peft.LoraModel; its .model is the model the adapters were injected into
+    lora: list[nn.Parameter]
+    rows: list[nn.Parameter]
 
 
-def add_lora(model: Any, *, rank: int, alpha: float) -> list[nn.Parameter]:
-    """Wrap every ``nn.Linear`` of the model's body (``get_decoder()``; never the output head) and
-    return the new adapter parameters."""
+def _module_name(model: nn.Module, module: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def add_lora(model: Any, *, rank: int, alpha: float, rows: Sequence[int] = ()) -> Adapters:
+    """Inject LoRA adapters (rank ``rank``, scale ``alpha / rank``) into every ``nn.Linear`` of the
+    model's body (``get_decoder()``), and make the embedding rows ``rows`` (ids) trainable; every other
+    parameter is frozen."""
+    from peft import LoraConfig, LoraModel
+
     if rank < 1:
         raise ValueError(f"LoRA rank must be at least 1, got {rank}")
-    body = model.get_decoder()
-    targets = [(name, module) for name, module in body.named_modules() if isinstance(module, nn.Linear)]
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    prefix = _module_name(model, body)
+    targets = [f"{prefix}.{name}" if prefix else name for name, module in body.named_modules()
+               if isinstance(module, nn.Linear) and module is not head]
     if not targets:
         raise ValueError(f"{type(model).__name__} has no nn.Linear layers in its body for LoRA; use the stage 'all' instead")
-    params: list[nn.Parameter] = []
-    for name, module in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = body.get_submodule(parent_name) if parent_name else body
-        wrapped = LoRALinear(module, rank=rank, alpha=alpha)
-        setattr(parent, child, wrapped)
-        params += [wrapped.lora_A, wrapped.lora_B]
-    return params
+    token_indices = None
+    if len(rows):
+        if getattr(head, "bias", None) is not None:
+            # PEFT's trainable tokens compute a wrapped head as a bias-free linear layer.
+            raise ValueError(f"{type(model).__name__}'s output head has a bias, which PEFT's trainable tokens (the new rows of "
+                             "the stage 'lora') would drop; use the stages new-rows then all instead")
+        ids = sorted(int(i) for i in rows)
+        token_indices = {_module_name(model, model.get_input_embeddings()): ids}
+        if head.weight is not model.get_input_embeddings().weight:
+            token_indices[_module_name(model, head)] = ids
+        # A tied head is wrapped by PEFT itself, sharing the input embedding's trainable rows.
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, trainable_token_indices=token_indices)
+    tuner = LoraModel(model, config, "default")
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    lora = [p for name, p in named if ".lora_" in name]
+    trained_rows = [p for name, p in named if "trainable_tokens_delta" in name]
+    if len(lora) + len(trained_rows) != len(named):
+        raise RuntimeError(f"unexpected trainable parameters after injecting LoRA: {[n for n, _ in named]}")
+    return Adapters(tuner, lora, trained_rows)
 
 
-def merge_lora(model: Any) -> int:
-    """Fold every adapter into its base weight and put the plain layer back; return how many."""
-    body = model.get_decoder()
-    wrapped = [(name, module) for name, module in body.named_modules() if isinstance(module, LoRALinear)]
-    for name, module in wrapped:
-        parent_name, _, child = name.rpartition(".")
-        parent = body.get_submodule(parent_name) if parent_name else body
-        setattr(parent, child, module.merged())
-    return len(wrapped)
+def merge_lora(adapters: Adapters) -> int:
+    """Fold the adapters and the trained rows into the model's weights and put the plain layers back
+    (in place; tied embeddings stay tied); return how many LoRA layers were merged."""
+    from peft.tuners.lora import LoraLayer
+
+    merged = sum(isinstance(m, LoraLayer) for m in adapters.tuner.model.modules())
+    adapters.tuner.merge_and_unload()
+    return merged

@@ -404,6 +404,7 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
     if config.distill_weight and original is None:
         raise ValueError(f"distillation needs a teacher: pass --teacher ORIGINAL (no transplant.json in {model} names one)")
     needs_rows = any(stage.train == "new-rows" for stage in config.stages)
+    wants_rows = needs_rows or any(stage.train == "lora" for stage in config.stages)  # lora trains the new rows where known
 
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -428,12 +429,13 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
         positions = getattr(loaded.model.config, "max_position_embeddings", None) or 4 * config.seq_len
         teacher_len = int(min(positions, 4 * config.seq_len))
     rows = None
-    if needs_rows:
+    if wants_rows:
         try:
             rows = copied_rows(original, student.tokenizer, trust_remote_code=config.trust_remote_code, model_dir=model)
         except ValueError:
-            raise ValueError(f"stage 'new-rows' needs to know which rows the transplant copied, and {model} has no transplant.json "
-                             "with copied_ids or a model name: pass --teacher ORIGINAL, or use the stage 'embeddings'") from None
+            if needs_rows:
+                raise ValueError(f"stage 'new-rows' needs to know which rows the transplant copied, and {model} has no transplant.json "
+                                 "with copied_ids or a model name: pass --teacher ORIGINAL, or use the stage 'embeddings'") from None
 
     per_piece = max(4, int(config.seq_len * bytes_per_token(student.tokenizer, documents) * PIECE_FILL))
     pieces = cut_pieces(documents, target_bytes=per_piece)

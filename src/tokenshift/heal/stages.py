@@ -3,10 +3,12 @@
     new-rows    the embedding and head rows the transplant did not copy exactly; everything else frozen
     embeddings  every embedding and head row; the body frozen
     all         every parameter
-    lora        low-rank adapters on the body's linear layers, plus every embedding and head row
+    lora        LoRA adapters (PEFT) on the body's linear layers, plus the new embedding and head rows
+                (all rows where the copied rows are unknown); merged into the weights when the stage ends
 
 Row freezing masks the gradient of the frozen rows to exactly zero; with no weight decay on those
-matrices, AdamW then leaves the rows bit-for-bit unchanged.
+matrices, AdamW then leaves the rows bit-for-bit unchanged. The lora stage leaves the copied rows out
+of training instead: PEFT's trainable tokens hold only the new rows (see heal/lora.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Trainable:
     groups: list[dict[str, Any]]
     hooks: list[Any] = field(default_factory=list)
     frozen_rows: int = 0
-    lora: bool = False
+    adapters: Any = None  # lora.Adapters, merged when the stage ends
 
     @property
     def n_params(self) -> int:
@@ -137,16 +139,22 @@ def train_all(model: Any, context: StageContext) -> Trainable:
     return Trainable([{"params": matrices, "weight_decay": 0.0}, *_body_groups(body, context.weight_decay)])
 
 
-@register_stage("lora", default_lr=5e-4, summary="LoRA adapters on the body's linear layers, plus the embedding and head rows")
+@register_stage("lora", default_lr=5e-4, summary="LoRA adapters on the body's linear layers, plus the new embedding and head rows")
 def train_lora(model: Any, context: StageContext) -> Trainable:
+    import torch
+
     from .lora import add_lora
 
     _freeze_all(model)
-    adapters = add_lora(model, rank=context.lora_rank, alpha=context.lora_alpha)
-    matrices = embedding_matrices(model)
-    for matrix in matrices:
-        matrix.requires_grad_(True)
-    return Trainable([{"params": matrices, "weight_decay": 0.0}, {"params": adapters, "weight_decay": context.weight_decay}], lora=True)
+    rows = model.get_input_embeddings().weight.shape[0]
+    is_new = torch.ones(rows, dtype=torch.bool)
+    if context.copied_rows is not None:
+        copied = context.copied_rows.cpu()
+        is_new[copied[copied < rows]] = False
+    adapters = add_lora(model, rank=context.lora_rank, alpha=context.lora_alpha, rows=torch.nonzero(is_new).flatten().tolist())
+    groups = [{"params": adapters.rows, "weight_decay": 0.0}, {"params": adapters.lora, "weight_decay": context.weight_decay}]
+    frozen = rows - int(is_new.sum())
+    return Trainable([g for g in groups if g["params"]], frozen_rows=frozen, adapters=adapters)
 
 
 def finish_stage(model: Any, trainable: Trainable) -> None:
@@ -154,5 +162,5 @@ def finish_stage(model: Any, trainable: Trainable) -> None:
     from .lora import merge_lora
 
     trainable.remove()
-    if trainable.lora:
-        merge_lora(model)
+    if trainable.adapters is not None:
+        merge_lora(trainable.adapters)
