@@ -7,63 +7,33 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from ..modeling.logprobs import LOGIT_BYTES, has_body_and_head, head_reproduces_logits, logprobs_from_logits, scored_logprobs
 from .windows import Window
 
 logger = logging.getLogger(__name__)
 
-LOGIT_BYTES_PER_CHUNK = 1 << 28  # 256 MiB of fp32 logits at a time, whatever the vocabulary size
+LOGIT_BYTES_PER_CHUNK = LOGIT_BYTES  # fp32 logits held at once, whatever the vocabulary size
+HEAD_CHECK_TOKENS = 64  # a short slice is enough to catch a different head
 
 
 class WindowScorer:
     """Scores windows with a causal LM: runs the body, then the output head on scored positions only,
     in row chunks, so a 262k vocabulary never materialises ``batch x length x vocab`` logits.
 
-    Before trusting the chunked head it checks once against the model's own logits; a model whose
-    head does something the check does not reproduce falls back to plain full forwards.
+    Before trusting the chunked head it checks once against the model's own logits (on the first
+    window). A model whose head does something the check does not reproduce is scored with plain full
+    forwards instead, after a warning: any causal LM can be scored that way, only with more memory.
     """
 
     def __init__(self, model: Any, *, device: str) -> None:
         self.model = model
         self.device = device
-        self.head = model.get_output_embeddings()
-        self.body = model.get_decoder() if hasattr(model, "get_decoder") else None
-        self.softcap = getattr(model.config, "final_logit_softcapping", None) or getattr(
-            getattr(model.config, "text_config", None), "final_logit_softcapping", None
-        )
-        self.use_chunked_head = self.head is not None and self.body is not None
+        self.use_chunked_head = has_body_and_head(model)
         self.checked = False
 
-    def _logits(self, hidden: Any) -> Any:
-        logits = self.head(hidden).float()
-        if self.softcap:
-            logits = self.softcap * (logits / self.softcap).tanh()
-        return logits
-
-    def _nll_from_logits(self, logits: Any, targets: Any) -> Any:
-        import torch
-
-        return torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[:, None]).squeeze(-1)
-
-    def _chunked_nll(self, hidden: Any, targets: Any) -> Any:
-        import torch
-
-        vocab = self.head.weight.shape[0]
-        rows = max(1, LOGIT_BYTES_PER_CHUNK // (4 * vocab))
-        parts = [self._nll_from_logits(self._logits(hidden[i : i + rows]), targets[i : i + rows]) for i in range(0, hidden.shape[0], rows)]
-        return torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
-
-    def _check_head(self, input_ids: Any, attention_mask: Any, hidden: Any) -> None:
-        import torch
-
-        length = min(int(attention_mask[0].sum()), 64)  # a short slice is enough to catch a different head
-        full = self.model(input_ids=input_ids[:1, :length], attention_mask=attention_mask[:1, :length]).logits[0].float()
-        mine = self._logits(hidden[0, :length])
-        # In bf16/fp16 (autocast, or half weights) the two matmuls round differently by up to ~1% of a
-        # logit; a head that is really another function differs by whole logits.
-        half = self.head.weight.dtype in (torch.bfloat16, torch.float16) or any(
-            torch.is_autocast_enabled(kind) for kind in ("cpu", "cuda") if kind == "cpu" or torch.cuda.is_available())
-        tolerance = 3e-2 if half else 1e-3
-        if not torch.allclose(full, mine, atol=tolerance * max(1.0, float(full.abs().max())), rtol=tolerance):
+    def _check_head(self, input_ids: Any, attention_mask: Any) -> None:
+        length = min(int(attention_mask[0].sum()), HEAD_CHECK_TOKENS)
+        if not head_reproduces_logits(self.model, input_ids[:1, :length], attention_mask[:1, :length]):
             logger.warning("chunked output head disagrees with %s's own logits; scoring with full forwards (more memory)", type(self.model).__name__)
             self.use_chunked_head = False
         self.checked = True
@@ -86,16 +56,14 @@ class WindowScorer:
         input_ids, targets = input_ids.to(self.device), targets.to(self.device)
         attention_mask, scored = attention_mask.to(self.device), scored.to(self.device)
         with torch.inference_mode():
+            if self.use_chunked_head and not self.checked:
+                self._check_head(input_ids, attention_mask)
             if self.use_chunked_head:
-                hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-                if not self.checked:
-                    self._check_head(input_ids, attention_mask, hidden)
-            if self.use_chunked_head:
-                nll = self._chunked_nll(hidden[scored], targets[scored])
+                logprobs = scored_logprobs(self.model, input_ids, attention_mask, targets, scored, logit_bytes=LOGIT_BYTES_PER_CHUNK)
             else:
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-                nll = self._nll_from_logits(logits[scored].float(), targets[scored])
-        return float(nll.double().sum())
+                logprobs = logprobs_from_logits(logits[scored].float(), targets[scored])
+        return -float(logprobs.double().sum())
 
 
 def make_batches(windows: list[Window], *, batch_tokens: int, max_batch: int = 256) -> list[list[Window]]:

@@ -1,8 +1,9 @@
-"""Per-token log-probabilities without full logits in memory, and the two healing objectives.
+"""The two healing objectives, from per-token log-probabilities.
 
 Both objectives start from the same vector: the log-probability (nats) the model gives each target
-token. Next-token loss is its negated mean; the distillation loss sums it per aligned chunk (see
-:mod:`.align`) and compares the sums with the teacher's.
+token (:func:`tokenshift.modeling.logprobs.target_logprobs`, chunked or cut-cross-entropy, chosen by
+:func:`resolve_loss_impl`). Next-token loss is its negated mean; the distillation loss sums it per
+aligned chunk (see :mod:`.align`) and compares the sums with the teacher's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+# re-exported: heal's loss implementations are the shared ones
+from ..modeling.logprobs import cce_available as cce_available
+from ..modeling.logprobs import target_logprobs as target_logprobs
 from ..registry import lookup
 
 if TYPE_CHECKING:
@@ -21,19 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LossImpl = Literal["auto", "chunked", "cce"]
-# fp32 logits held at once: below this the head runs in one piece (no recomputation); above it, in
-# row chunks of this size, each recomputed in the backward pass, so batch size is bounded by the
-# hidden states, never by batch x length x vocabulary.
-LOGIT_BYTES = 1 << 28
-
-
-def cce_available() -> bool:
-    """Whether the optional ``cut-cross-entropy`` package imports (it needs CUDA and triton)."""
-    try:
-        import cut_cross_entropy  # noqa: F401
-    except Exception:  # an install without triton fails with more than ImportError
-        return False
-    return True
 
 
 def resolve_loss_impl(impl: LossImpl, device: str) -> Literal["chunked", "cce"]:
@@ -50,71 +41,6 @@ def resolve_loss_impl(impl: LossImpl, device: str) -> Literal["chunked", "cce"]:
     if impl != "auto":
         raise ValueError(f"unknown loss implementation {impl!r}; choose auto, chunked or cce")
     return "cce" if device.startswith("cuda") and cce_available() else "chunked"
-
-
-def head_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                softcap: float | None = None) -> torch.Tensor:
-    """hidden: (N, D), weight: (V, D) -> logits (N, V) in fp32 (fp64 stays fp64), soft-capped as Gemma-2 does."""
-    import torch
-    import torch.nn.functional as F
-
-    logits = F.linear(hidden, weight, bias)
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if softcap:
-        logits = softcap * (logits / softcap).tanh()
-    return logits
-
-
-def _target_logprobs_full(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                          bias: torch.Tensor | None, softcap: float | None) -> torch.Tensor:
-    logits = head_logits(hidden, weight, bias, softcap)
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
-
-
-def target_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    bias: torch.Tensor | None = None,
-    softcap: float | None = None,
-    impl: Literal["chunked", "cce"] = "chunked",
-    logit_bytes: int = LOGIT_BYTES,
-) -> torch.Tensor:
-    """log p(target) in nats for each row: hidden (N, D), weight (V, D), targets (N,) -> (N,) fp32.
-
-    Differentiable in ``hidden``, ``weight`` and ``bias``. ``chunked``: logits for at most
-    ``logit_bytes`` of fp32 at a time; when the whole (N, V) fits, one piece without recomputation
-    (the cost of a plain loop), else activation-checkpointed row chunks. ``cce``: the
-    cut-cross-entropy kernel (logits never leave on-chip memory).
-    """
-    import torch
-    from torch.utils.checkpoint import checkpoint
-
-    if impl == "cce":
-        return _cce_logprobs(hidden, weight, targets, bias=bias, softcap=softcap)
-    vocab = weight.shape[0]
-    rows = max(1, logit_bytes // (4 * vocab))
-    if hidden.shape[0] <= rows:
-        return _target_logprobs_full(hidden, weight, targets, bias, softcap)
-    parts = [
-        checkpoint(_target_logprobs_full, hidden[i : i + rows], weight, targets[i : i + rows], bias, softcap, use_reentrant=False)
-        for i in range(0, hidden.shape[0], rows)
-    ]
-    return torch.cat(parts)
-
-
-def _cce_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *,
-                  bias: torch.Tensor | None, softcap: float | None) -> torch.Tensor:
-    import torch
-    from cut_cross_entropy import linear_cross_entropy
-
-    # The kernels take half-precision inputs; under autocast use its dtype, else bfloat16.
-    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.bfloat16
-    extra = {"bias": bias.to(dtype)} if bias is not None else {}
-    with torch.autocast("cuda", enabled=False):
-        loss = linear_cross_entropy(hidden.to(dtype), weight.to(dtype), targets, softcap=softcap, reduction="none", **extra)
-    return -loss.float()
 
 
 def next_token_loss(logprobs: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
+from ...modeling.logprobs import logit_softcap
 from ..data import cut_pieces, make_batch
-from ..forward import logit_softcap
 from ..rows import autocast
 from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
 
