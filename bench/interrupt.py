@@ -6,7 +6,7 @@ heal), and the bench measures how long the process takes to exit, its exit code,
 beside its output (temporaries, a half-written folder). Target: exit 130 within 2 seconds, nothing
 left (heal with checkpoints: the checkpoint it writes first, timed separately).
 
-    python bench/interrupt.py [--only train transplant evaluate heal-stages heal-rows]
+    python bench/interrupt.py [--only train transplant evaluate measure heal-stages heal-rows]
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ RUNS = {
                "--out", "{out}"], 5.0, "the Rust BPE trainer"),
     "transplant": (["transplant", "smollm2-135m", "qwen2.5", "--method", "omp", "--out", "{out}"], 20.0, "OMP over 151k rows"),
     "evaluate": (["evaluate", "smollm2-135m", "--text", "wiki-fr:test"], 15.0, "forward passes"),
+    "measure": (["measure", "smollm2", "--text", "{big}"], 6.0, "the Rust encoder on one 44 MB document"),
     "heal-stages": (["heal", "smollm2-135m", "--text", "wiki-fr:train", "--steps", "40", "--objective", "ntp", "--stages", "all:lr=1e-5",
-                     "--batch-size", "4", "--seq-len", "256", "--eval-bytes", "0", "--checkpoint-every", "20", "--out", "{out}"], 40.0,
+                     "--batch-size", "4", "--seq-len", "256", "--eval-bytes", "0", "--checkpoint-every", "10", "--out", "{out}"], 60.0,
                     "a training step (checkpoints on)"),
     "heal-rows": (["heal", "{transplanted}", "--text", "wiki-fr:train", "--minutes", "3", "--out", "{out}"], 60.0, "distill-rows steps"),
 }
@@ -46,35 +47,45 @@ def main() -> None:
     python = sys.executable
     scratch = Path(tempfile.mkdtemp(prefix="tokenshift-interrupt-"))
     transplanted = scratch / "transplanted"
+    big = scratch / "big.txt"
+    if "measure" in args.only:
+        from tokenshift.data import load_texts
+
+        text = "\n".join(doc for lang in ("en", "fr", "es") for doc in load_texts(f"wiki-{lang}:train").documents)
+        big.write_text(text * 4, encoding="utf-8")
     if "heal-rows" in args.only:
         extension = scratch / "extension"
         for prepare in (["train", "--text", "wiki-fr:train", "--vocab-size", "50176", "--extend", "smollm2", "--out", str(extension)],
                         ["transplant", "smollm2-135m", str(extension), "--out", str(transplanted)]):
             subprocess.run([python, "-m", "tokenshift.cli", *prepare], check=True, capture_output=True)
     table = Table(title="Ctrl-C (SIGINT) in the middle of each command")
-    for column in ("command", "interrupted during", "after s", "exit code", "exit s", "left beside the output", "last line"):
+    for column in ("command", "interrupted during", "after s", "exit code", "exit s", "left beside the output", "last line (checkpoints)"):
         table.add_column(column, justify="right" if column in ("after s", "exit code", "exit s") else "left")
     checks = []
     for name in args.only:
         command, delay, during = RUNS[name]
         out = scratch / f"out-{name}"
-        argv = [part.format(out=out, transplanted=transplanted) for part in command]
-        process = subprocess.Popen([python, "-m", "tokenshift.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        argv = [part.format(out=out, transplanted=transplanted, big=big) for part in command]
+        # stderr to a file, not a pipe read at the end: a full pipe would block the run's progress output
+        log = scratch / f"{name}.err"
+        with log.open("w") as sink:
+            process = subprocess.Popen([python, "-m", "tokenshift.cli", *argv], stdout=subprocess.DEVNULL, stderr=sink, text=True)
         time.sleep(delay)
         if process.poll() is not None:
-            last = (process.communicate()[1].strip().splitlines() or [""])[-1]
+            last = (log.read_text().strip().splitlines() or [""])[-1]
             table.add_row(name, during, f"{delay:.0f}", str(process.returncode), "-", "-", f"ended before the signal: {last[:60]}")
             continue
         sent = time.perf_counter()
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate()
+        process.wait()
         seconds = time.perf_counter() - sent
-        left = sorted(p.name for p in scratch.iterdir() if p.name.startswith((".tmp-", ".old-")) or p.name == out.name)
+        err = log.read_text()
+        left = sorted(p.name for p in scratch.iterdir() if p.name.startswith(".tokenshift-") or p.name == out.name)
         checkpoints = out.parent / f"{out.name}.checkpoints"
         kept = sorted(p.name for p in checkpoints.iterdir()) if checkpoints.is_dir() else []
         last = (err.strip().splitlines() or [""])[-1]
         table.add_row(name, during, f"{delay:.0f}", str(process.returncode), f"{seconds:.2f}", ", ".join(left) or "nothing",
-                      last[:70] + (f" [checkpoints: {', '.join(kept)}]" if kept else ""))
+                      last.removeprefix("tokenshift: ")[:90] + (f" [{', '.join(kept)}]" if kept else ""))
         target = "<= 2 s" if not kept else "exit 130 (checkpoint first)"
         ok = process.returncode == 130 and not left and (seconds <= 2.0 or bool(kept))
         checks.append((f"{name}: exit after Ctrl-C", f"{process.returncode}, {seconds:.2f} s", target, ok))
