@@ -100,6 +100,15 @@ CASES: list[tuple[str, str]] = [
     ("ensemble {M} --text {T}", "an ensemble needs at least two models"),
     ("ensemble {M} {M} --weights 1 --text {T}", "1 weights for 2 models"),
     ("ensemble {M} {M}", "nothing to do"),
+    # export
+    ("export smolm2 --gguf {O}.gguf", "model 'smolm2': not an asset, a local path, or a Hugging Face id (OWNER/NAME); did you mean smollm2-135m"),
+    ("export {M} --gguf {O}.gguf --dtype q4_k", "argument --dtype: invalid choice"),
+    ("export {M} --gguf {O}.gguf --pre smolm", "unknown llama.cpp pre-tokenizer (tokenizer.ggml.pre) 'smolm'; did you mean smollm"),
+    ("export {M} --gguf {O}.gguf --pre gemma4", "not a byte-level BPE pre-tokenization"),
+    ("export {M} --gguf {D}/written/model.gguf", "--gguf {D}/written/model.gguf already exists"),
+    ("export {M} --gguf {O}.bin", "name the output file NAME.gguf"),
+    ("export {D}/truncated --gguf {O}.gguf", "model.safetensors is damaged"),
+    ("export {M}", "the following arguments are required: --gguf"),
     # assets
     ("assets gemma3-27m", "did you mean gemma3-270m"),
     ("assets --list no-such-asset", "unknown asset 'no-such-asset'"),
@@ -123,6 +132,8 @@ def inputs(tmp_path_factory, tiny_model_dir) -> Path:
     (folder / "syntax.json").write_text("{not json")
     (folder / "empty.txt").write_text("")
     (folder / "latin1.txt").write_bytes("café crème".encode("latin-1"))
+    (folder / "written").mkdir()
+    (folder / "written" / "model.gguf").write_bytes(b"GGUF")  # an export that exists already
     truncated = folder / "truncated"
     shutil.copytree(tiny_model_dir, truncated)
     weights = truncated / "model.safetensors"

@@ -2,7 +2,7 @@
 kill -9 leaves only a temporary that names its process, which the next run removes (and nothing else);
 Ctrl-C (SIGINT) exits 130 with nothing left behind, except the checkpoint heal writes first.
 
-Kill points tested: ``train:written``, ``transplant:written``, ``heal:checkpoint-written``,
+Kill points tested: ``train:written``, ``transplant:written``, ``export:written``, ``heal:checkpoint-written``,
 ``heal:step-N`` (SIGINT) and ``heal:written``.
 """
 
@@ -70,6 +70,21 @@ def test_transplant_killed_or_interrupted_while_saving(tmp_path, tiny_model_dir)
     done = run(args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (out / "model.safetensors").is_file() and temporaries(tmp_path) == []
+
+
+def test_export_killed_or_interrupted_while_writing(tmp_path, tiny_model_dir):
+    out = tmp_path / "model.gguf"
+    args = ["export", str(tiny_model_dir), "--gguf", str(out)]
+    interrupted = run(args, at="export:written", signal="INT", cwd=tmp_path)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert not out.exists() and temporaries(tmp_path) == []
+    killed = run(args, at="export:written", cwd=tmp_path)
+    assert killed.returncode == -9 and not out.exists()
+    [left] = temporaries(tmp_path)
+    assert left.startswith(".tokenshift-tmp-model.gguf-")
+    done = run(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:4] == b"GGUF" and temporaries(tmp_path) == []
 
 
 HEAL = ["--steps", "4", "--batch-size", "2", "--seq-len", "16", "--objective", "ntp", "--stages", "all:lr=1e-3",

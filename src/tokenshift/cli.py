@@ -302,10 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transplant)
 
     from .bytelevel.cli import add_parsers as add_bytelevel_parsers
+    from .export.cli import add_parsers as add_export_parsers
     from .heal.cli import add_parsers as add_heal_parsers
 
     add_heal_parsers(sub)
     add_bytelevel_parsers(sub)
+    add_export_parsers(sub)
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=positive_int, default=32_000)
