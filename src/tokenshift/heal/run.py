@@ -246,12 +246,15 @@ def _versions() -> dict[str, str]:
 
 def _write(out: Path, lm: Any, tokenizer: Tokenizer, model: str, report: HealReport) -> None:
     """Write the healed folder; a run that cannot write it keeps it in a rescue folder and says where."""
+    from ..cards import card_for_heal, write_card
+
     def write(tmp: Path) -> None:
         lm.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save(tmp)
         if (Path(model) / "transplant.json").is_file():
             shutil.copy2(Path(model) / "transplant.json", tmp / "transplant.json")
         write_json(tmp / "heal.json", report.to_json())
+        write_card(tmp, card_for_heal(report, name=out.name))
 
     write_folder(out, write, point="heal:written")
 

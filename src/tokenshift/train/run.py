@@ -210,9 +210,12 @@ def train_tokenizer(
         versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
+        from ..cards import card_for_train, write_card
+
         def write(tmp: Path) -> None:
             tokenizer.save(tmp)
             write_json(tmp / "train.json", report.to_json())
+            write_card(tmp, card_for_train(report, name=Path(out).name))
 
         write_folder(Path(out), write, point="train:written")
     return tokenizer, report

@@ -189,10 +189,15 @@ def transplant(
                   "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
+        from ..cards import card_for_transplant, write_card
+
+        source = str(tokenizer) if isinstance(tokenizer, (str, Path)) else None
+
         def write(tmp: Path) -> None:
             lm.save_pretrained(str(tmp), safe_serialization=True)
             new.save(tmp)
             write_json(tmp / "transplant.json", report.to_json())
+            write_card(tmp, card_for_transplant(report, name=Path(out).name, tokenizer=source))
 
         write_folder(Path(out), write, point="transplant:written")
     return lm, new, report
