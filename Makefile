@@ -28,7 +28,10 @@ test: $(INSTALLED)
 	$(BIN)/tokenshift assets --install --quiet $(TEST_ASSETS)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Also builds llama-cpp-python from its sdist, once (3.6 min on 2 idle cores, 11 on busy ones), for tests/test_export_llama_cpp.py.
 test-slow: $(INSTALLED)
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || { echo "building llama-cpp-python from source (4 to 11 minutes on 2 cores)"; \
+		CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc)} $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,llama]'; }
 	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 o200k
 	$(BIN)/python -m pytest -q
 
