@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import tempfile
 from pathlib import Path
 
-
-GGML_TYPE_F32 = 0
 
 
 def llama_cpp_available() -> bool:
@@ -38,27 +35,12 @@ def llama_cpp_available() -> bool:
 def llama_cpp_nats(path: Path, documents: list[str], *, conditioning: int, context: int) -> tuple[int, float, int]:
     """llama.cpp's total NLL (nats) of ``documents``: its own tokenization, each document conditioned on
     ``conditioning`` and cut into evaluate's windows. Returns (tokens, nats, windows)."""
-    import llama_cpp.llama_cpp as bindings
     import numpy as np
-    from llama_cpp import Llama
 
     from tokenshift.evaluate import document_windows
+    from tokenshift.export.read_back import load_llama_cpp
 
-    # f32 KV cache (llama.cpp's default f16 cache adds its own error), and no repacked CPU weight buffers
-    # (``--no-repack``): with them llama-cpp-python 0.3.36 segfaults on q8_0 SmolLM2 on an AVX-512/AMX CPU.
-    default_params = bindings.llama_model_default_params
-
-    def no_repack():
-        params = default_params()
-        params.use_extra_bufts = False
-        return params
-
-    bindings.llama_model_default_params = no_repack
-    try:
-        llm = Llama(model_path=str(path), logits_all=True, n_ctx=context, n_batch=512, n_threads=os.cpu_count() or 1,
-                    type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, verbose=False)
-    finally:
-        bindings.llama_model_default_params = default_params
+    llm = load_llama_cpp(path, n_ctx=context)
     tokens, nats, n_windows = 0, 0.0, 0
     for document in documents:
         ids = llm.tokenize(document.encode("utf-8"), add_bos=False, special=False)

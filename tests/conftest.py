@@ -105,3 +105,15 @@ def documents() -> list[str]:
 def real_assets_required() -> bool:
     """In CI the real-asset smoke tests must run, so a missing asset fails instead of skipping."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_assets(*names: str) -> None:
+    """Skip the test (fail it in CI) unless every asset in ``names`` is prepared."""
+    from tokenshift.assets.registry import is_prepared
+
+    missing = [n for n in names if not is_prepared(n)]
+    if missing:
+        message = f"assets not prepared: {' '.join(missing)} (run `tokenshift assets --install {' '.join(missing)}`)"
+        if real_assets_required():
+            pytest.fail(message)
+        pytest.skip(message)

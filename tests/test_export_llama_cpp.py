@@ -13,7 +13,6 @@ they skip. The llama.cpp settings (f32 KV cache, no repacked weights) are explai
 from __future__ import annotations
 
 import math
-import os
 import random
 from pathlib import Path
 
@@ -140,30 +139,10 @@ def llama_tokenizer(path: Path):
     return Llama(model_path=str(path), vocab_only=True, verbose=False)
 
 
-GGML_TYPE_F32 = 0
-
-
 def llama_model(path: Path, *, n_ctx: int = 512):
-    """llama.cpp with an f32 KV cache (its default f16 cache alone costs 4.5e-3 nats on the f32 export) and
-    without the CPU's repacked weight buffers (llama.cpp's ``--no-repack``): with them, 0.3.36 segfaults in
-    ``llama_decode`` on any q8_0 SmolLM2 on an AVX-512/AMX CPU, llama.cpp's own quantization of the f32 export
-    included, so the crash is llama.cpp's, not the export's."""
-    import llama_cpp.llama_cpp as bindings
-    from llama_cpp import Llama
+    from tokenshift.export.read_back import load_llama_cpp
 
-    default_params = bindings.llama_model_default_params
-
-    def no_repack():
-        params = default_params()
-        params.use_extra_bufts = False
-        return params
-
-    bindings.llama_model_default_params = no_repack
-    try:
-        return Llama(model_path=str(path), logits_all=True, n_ctx=n_ctx, n_batch=512, n_threads=os.cpu_count() or 1,
-                     type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, verbose=False)
-    finally:
-        bindings.llama_model_default_params = default_params
+    return load_llama_cpp(path, n_ctx=n_ctx)
 
 
 def llama_cpp_logprobs(path: Path, ids: list[int]):
@@ -219,16 +198,9 @@ def llama_cpp():
 
 @pytest.fixture(scope="module")
 def assets(llama_cpp):
-    from conftest import real_assets_required
-    from tokenshift.assets.registry import is_prepared
+    from conftest import require_assets
 
-    needed = (MODEL, "smollm2", "wiki-en", "wiki-fr", "wiki-es")
-    missing = [name for name in needed if not is_prepared(name)]
-    if missing:
-        message = f"assets not prepared: {' '.join(missing)} (run `tokenshift assets --install {' '.join(missing)}`)"
-        if real_assets_required():
-            pytest.fail(message)
-        pytest.skip(message)
+    require_assets(MODEL, "smollm2", "wiki-en", "wiki-fr", "wiki-es")
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,7 @@ import math
 
 import pytest
 
-from conftest import real_assets_required
-from tokenshift.assets.registry import is_prepared
-
-
-def require(*names):
-    missing = [n for n in names if not is_prepared(n)]
-    if missing:
-        message = f"assets not prepared: {' '.join(missing)} (run `tokenshift assets --install {' '.join(missing)}`)"
-        if real_assets_required():
-            pytest.fail(message)
-        pytest.skip(message)
+from conftest import require_assets as require
 
 
 def test_smollm2_bits_per_byte_is_sane():
