@@ -49,9 +49,9 @@ def weights(folder):
     return load_model(folder, device="cpu", dtype="float32")
 
 
-@pytest.mark.parametrize("recipe", ["distill-rows", "fit-head"])
+@pytest.mark.parametrize("recipe", ["distill-rows", "fit-head", "lora-distill"])
 def test_each_recipe_lowers_its_own_objective(recipe, extended):
-    _, _, report = heal(extended["student"], config=cfg(extended, recipe=recipe, row_lr=1e-2, head_lr=1e-2))
+    _, _, report = heal(extended["student"], config=cfg(extended, recipe=recipe, row_lr=1e-2, head_lr=1e-2, lora_lr=3e-3))
     (phase,) = report.phases
     assert phase["name"] == recipe and phase["tokens"] > 0
     assert phase["objective_end"] < phase["objective_start"], phase
@@ -80,6 +80,30 @@ def test_rows_keeps_copied_rows_and_body_bit_identical_and_reloads(extended, tmp
     assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
     saved = json.loads((tmp_path / "out" / "heal.json").read_text())
     assert saved["recipe"] == "rows" and saved["kept"]["state"] == "fit-head" and "minutes" in saved["curve"][0]
+
+
+def test_lora_distill_merges_into_a_plain_folder_and_keeps_copied_rows(extended, tmp_path):
+    before = weights(extended["student"])
+    copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])
+    lm, tokenizer, report = heal(extended["student"], config=cfg(extended, recipe="rows-lora", row_lr=1e-2, lora_lr=3e-3), out=tmp_path / "out")
+    assert [p["name"] for p in report.phases] == ["distill-rows", "lora-distill"]
+    assert report.phases[1]["details"]["lora_layers"] > 0 and not report.untied
+    old_in, new_in = before.model.get_input_embeddings().weight, lm.get_input_embeddings().weight
+    assert torch.equal(old_in[copied], new_in[copied])  # trainable tokens move the new rows only
+    assert lm.get_output_embeddings().weight is new_in  # still tied
+    body_old = {k: v for k, v in before.model.state_dict().items() if "embed" not in k and "lm_head" not in k}
+    assert any(not torch.equal(v, lm.state_dict()[k]) for k, v in body_old.items())  # the adapters were merged into the body
+    assert set(lm.state_dict()) == set(before.model.state_dict())  # no adapter left behind
+    reloaded = weights(str(tmp_path / "out"))
+    ids = torch.tensor([[1, 5, 9, int(new_row_ids(copied, tokenizer.vocab_size)[0])]])
+    assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
+
+
+def test_never_worse_restores_the_body_after_a_harmful_lora_phase(extended):
+    before = weights(extended["student"])
+    lm, _, report = heal(extended["student"], config=cfg(extended, recipe="lora-distill", lora_lr=5.0, keep_last=False))
+    assert report.kept["state"] == "start", report.kept
+    assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.model.state_dict().items())
 
 
 def test_never_worse_keeps_the_start_when_training_only_hurts(extended):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal as signals
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,12 @@ def run(args: list[str], *, at: str | None = None, signal: str = "KILL", cwd: Pa
     env.pop("TOKENSHIFT_SIGNAL_AT", None)
     if at is not None:
         env.update(TOKENSHIFT_SIGNAL_AT=at, TOKENSHIFT_SIGNAL=signal)
-    return subprocess.run([sys.executable, "-m", "tokenshift.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    # A shell that starts a job in the background (`make test &`) makes it ignore SIGINT, and Python
+    # keeps an inherited SIG_IGN: give the child Ctrl-C's default back so the test sees what a user does.
+    return subprocess.run(
+        [sys.executable, "-m", "tokenshift.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+        preexec_fn=lambda: signals.signal(signals.SIGINT, signals.SIG_DFL),
+    )
 
 
 def temporaries(folder: Path) -> list[str]:

@@ -23,7 +23,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         recipe = "stages"  # options only the stages trainer has
     config = HealConfig(
         text=tuple(args.text), recipe=recipe, minutes=args.minutes, keep_last=args.keep_last, worse_tolerance=args.worse_tolerance, distill_layer=args.distill_layer,
-        row_lr=args.row_lr, head_lr=args.head_lr, lora=args.lora, teacher=args.teacher, distance=args.distance, distill_temperature=args.distill_temperature,
+        row_lr=args.row_lr, head_lr=args.head_lr, lora_lr=args.lora_lr, lora=args.lora, teacher=args.teacher, distance=args.distance, distill_temperature=args.distill_temperature,
         stages=stages, steps=args.steps, tokens=args.tokens, batch_size=args.batch_size, seq_len=args.seq_len,
         max_bytes=args.max_bytes, eval_text=tuple(args.eval_text or ()), eval_bytes=args.eval_bytes, eval_every=args.eval_every,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every,
@@ -108,6 +108,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distill-layer", type=positive_float, default=0.47, help="distill-rows: decoder layers to run (fraction of depth, or a count)")
     p.add_argument("--row-lr", type=positive_float, default=3e-3, help="distill-rows: learning rate of the row-wise Adam")
     p.add_argument("--head-lr", type=positive_float, default=1e-3, help="fit-head: learning rate")
+    p.add_argument("--lora-lr", type=positive_float, default=5e-4, help="lora-distill: peak learning rate (cosine over its time)")
     p.add_argument("--teacher", help="the original model to distil from (default: the model named in MODEL/transplant.json)")
     p.add_argument("--objective", default="both", choices=["ntp", "distill", "both"],
                    help="next-token loss, cross-tokenizer distillation, or both (default)")

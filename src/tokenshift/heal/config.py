@@ -107,7 +107,8 @@ class HealConfig:
 
     Phase recipes: ``distill_layer`` (decoder layers the token distillation runs through: a fraction
     of the depth, or a count), ``row_lr`` (its row-wise Adam rate), ``distill_batch``/``distill_piece_bytes``
-    (pieces per step, bytes per piece); ``head_lr`` and ``head_piece_bytes`` for fit-head.
+    (pieces per step, bytes per piece); ``head_lr`` and ``head_piece_bytes`` for fit-head; ``lora_lr``
+    (peak rate) for lora-distill, whose adapters take ``lora_rank``/``lora_alpha``.
 
     Objective: ``ntp_weight`` x next-token loss + ``distill_weight`` x distillation loss (nats per
     token and nats per chunk). Distillation needs a ``teacher`` (default: the model the transplant was
@@ -131,6 +132,7 @@ class HealConfig:
     distill_piece_bytes: int = 200
     head_lr: float = 1e-3
     head_piece_bytes: int = 1000
+    lora_lr: float = 5e-4
     teacher: str | None = None
     ntp_weight: float = 1.0
     distill_weight: float = 0.0
@@ -188,7 +190,7 @@ class HealConfig:
             problems.append(f"minutes must be positive, got {self.minutes}")
         if not self.distill_layer > 0:
             problems.append(f"distill_layer must be a fraction in (0, 1) or a layer count, got {self.distill_layer}")
-        for name in ("row_lr", "head_lr"):
+        for name in ("row_lr", "head_lr", "lora_lr"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if self.distill_batch < 1 or self.distill_piece_bytes < 8 or self.head_piece_bytes < 8:

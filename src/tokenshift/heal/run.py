@@ -271,7 +271,7 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     from .budget import Deadline
     from .forward import check_head
     from .guard import NeverWorse
-    from .recipes import PHASES, PhaseContext, get_recipe
+    from .recipes import BODY_PHASES, PHASES, PhaseContext, get_recipe
     from .recipes.fit_head import is_tied, tie_head, untie_head
     from .rows import autocast, new_row_ids, transplant_record
 
@@ -322,13 +322,23 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
                                 minutes=deadline.elapsed() / 60))
         return results
 
+    trains_body = any(name in BODY_PHASES for name, _ in recipe.phases)
+
+    def body_parameters() -> dict[str, Any]:
+        embedding = lm.get_input_embeddings().weight
+        return {name: p for name, p in lm.get_decoder().named_parameters() if p is not embedding}
+
     def snapshot() -> dict[str, Any]:
         head = None if is_tied(lm) else lm.get_output_embeddings().weight.detach().clone()
-        return {"embed": lm.get_input_embeddings().weight.detach().clone(), "head": head}
+        body = {name: p.detach().clone() for name, p in body_parameters().items()} if trains_body else None
+        return {"embed": lm.get_input_embeddings().weight.detach().clone(), "head": head, "body": body}
 
     @torch.no_grad()
     def restore(state: dict[str, Any]) -> None:
         lm.get_input_embeddings().weight.copy_(state["embed"])
+        if state["body"] is not None:
+            for name, p in body_parameters().items():
+                p.copy_(state["body"][name])
         if state["head"] is None:
             if not is_tied(lm):
                 tie_head(lm)
@@ -345,7 +355,8 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
 
     guard = NeverWorse(snapshot, restore, tolerance=config.worse_tolerance)
     context = PhaseContext(config=config, model=lm, tokenizer=student.tokenizer, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
-                           documents=documents, new_ids=new_ids, device=device, mixed=mixed, deadline=deadline, log=message)
+                           documents=documents, new_ids=new_ids, device=device, mixed=mixed, deadline=deadline, original=original,
+                           log=message)
     if eval_sets:
         guard.offer("start", evaluate("start"))
     per_eval = eval_seconds
@@ -552,6 +563,8 @@ def _time_one_step(model: Any, pieces: list[str], tokenizer: Tokenizer, config: 
                 with torch.no_grad():
                     teacher(t.input_ids, t.attention_mask, t.targets, t.scored)
         loss.backward()
+        if accelerator.device.type == "cuda":  # CUDA runs asynchronously: without this only the kernel launches are timed
+            torch.cuda.synchronize(accelerator.device)
         seconds = time.perf_counter() - began
         model.zero_grad(set_to_none=True)
     return max(seconds * 1.15, 1e-3)  # the optimizer step and batching on top

@@ -5,6 +5,8 @@ A recipe is a sequence of phases, each given a share of the budget (minutes or t
     rows          distill-rows, then fit-head (the default: measured best on 2 CPU cores, see README)
     distill-rows  token distillation of the new input rows through a truncated model; head stays tied
     fit-head      the new output rows fitted on cached final hidden states (the head is untied)
+    lora-distill  LoRA on the body plus the new rows, distilled from the original model (chunk likelihoods)
+    rows-lora     distill-rows, then lora-distill
     stages        the staged trainer (next-token loss and/or cross-tokenizer distillation; any rows,
                   the whole body, LoRA), built for GPUs and several processes; see ``--stages``
 
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 @dataclass
 class PhaseContext:
     """What a phase works on. ``teacher``: the original model, or the student itself for an extension
-    (whose copied rows equal the original's); ``new_ids``: the rows the transplant did not copy."""
+    (whose copied rows equal the original's); ``new_ids``: the rows the transplant did not copy;
+    ``original``: the original model's name or folder."""
 
     config: HealConfig
     model: Any
@@ -43,6 +46,7 @@ class PhaseContext:
     device: str
     mixed: str
     deadline: Deadline
+    original: str = ""
     log: Callable[[str], None] = lambda message: None
 
 
@@ -70,12 +74,15 @@ class Recipe:
 
 
 PHASES: dict[str, PhaseFn] = {}
+BODY_PHASES: set[str] = set()  # phases that change the body's weights, not only embedding rows
 RECIPES: dict[str, Recipe] = {}
 
 
-def register_phase(name: str) -> Callable[[PhaseFn], PhaseFn]:
+def register_phase(name: str, *, trains_body: bool = False) -> Callable[[PhaseFn], PhaseFn]:
     def wrap(fn: PhaseFn) -> PhaseFn:
         PHASES[name] = fn
+        if trains_body:
+            BODY_PHASES.add(name)
         return fn
 
     return wrap
@@ -90,4 +97,4 @@ def get_recipe(name: str) -> Recipe:
     return lookup(RECIPES, name, what="heal recipe")
 
 
-from . import distill_rows, fit_head, rows, stages  # noqa: E402,F401  (registration)
+from . import distill_rows, fit_head, lora_distill, rows, stages  # noqa: E402,F401  (registration)

@@ -72,10 +72,10 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
     device = ctx.device
     s_ids, s_mask = _padded([e.student_ids for e in batch], ctx.tokenizer.padding_token())
     t_ids, t_mask = _padded([e.teacher_ids for e in batch], ctx.teacher_tokenizer.padding_token())
-    rows_s = torch.tensor([r for r, e in enumerate(batch) for _ in e.student_positions])
-    rows_t = torch.tensor([r for r, e in enumerate(batch) for _ in e.teacher_positions])
-    pos_s = torch.tensor([p for e in batch for p in e.student_positions])
-    pos_t = torch.tensor([p for e in batch for p in e.teacher_positions])
+    rows_s = torch.tensor([r for r, e in enumerate(batch) for _ in e.student_positions], device=device)
+    rows_t = torch.tensor([r for r, e in enumerate(batch) for _ in e.teacher_positions], device=device)
+    pos_s = torch.tensor([p for e in batch for p in e.student_positions], device=device)
+    pos_t = torch.tensor([p for e in batch for p in e.teacher_positions], device=device)
     with torch.no_grad(), autocast(device, ctx.mixed):
         teacher = ctx.teacher.get_decoder()(input_ids=t_ids.to(device), attention_mask=t_mask.to(device), use_cache=False).last_hidden_state
         target = teacher[rows_t, pos_t].float()
