@@ -28,8 +28,12 @@ test: $(INSTALLED)
 	$(BIN)/tokenshift assets --install --quiet $(TEST_ASSETS)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Also builds llama-cpp-python from its sdist, once (3.6 min on 2 idle cores, 11 on busy ones), for tests/test_export_llama_cpp.py.
+# Also builds llama-cpp-python from its sdist, once (3.6 min on 2 idle cores, 11 on busy ones), for tests/test_export_llama_cpp.py,
+# and installs Debian's Chromium, once, for tests/test_report_browser.py (the --report pages in a real headless browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-slow: $(INSTALLED)
+	command -v chromium >/dev/null 2>&1 || { echo "installing Chromium (Debian's package) for tests/test_report_browser.py"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || { echo "building llama-cpp-python from source (4 to 11 minutes on 2 cores)"; \
 		CMAKE_BUILD_PARALLEL_LEVEL=$${CMAKE_BUILD_PARALLEL_LEVEL:-$$(nproc)} $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,llama]'; }
 	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 o200k

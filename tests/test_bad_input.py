@@ -38,11 +38,16 @@ CASES: list[tuple[str, str]] = [
     ("evaluate {M} --text {D}/latin1.txt", "not UTF-8"),
     ("evaluate {M} --text {T} --bos-token <nosuch>", "token '<nosuch>' is not in the vocabulary"),
     ("evaluate {M} --text {T} --device cuda:7", "no CUDA device is available"),
+    ("evaluate {M} --text {T} --report {D}/no-such-folder/r.html",
+     "argument --report: {D}/no-such-folder/r.html: the folder {D}/no-such-folder does not exist; create it first"),
+    ("evaluate {M} --text {T} --report {D}", "argument --report: {D} is a folder; name the page to write in it, e.g. {D}/report.html"),
     # measure
     ("measure smolm2 --text {T}", "did you mean smollm2"),
     ("measure {M} --text {T} --renyi-alpha 0", "argument --renyi-alpha: must be a positive number"),
     ("measure {M} --text {T} --max-bytes 0", "argument --max-bytes"),
     ("measure {M} --text {T} --reference {D}/missing.txt", "not found"),
+    ("measure {M} --text {T} --report {O}.png", "argument --report: {O}.png: name the page FILE.html"),
+    ("measure {M} --text {T} --report {D}/written/page.html", "argument --report: {D}/written/page.html already exists; choose another name"),
     # compare
     ("compare {M} no-such-tokenizer", "tokenizer 'no-such-tokenizer': not an asset"),
     ("compare {M} someone/no-such-tokenizer", "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
@@ -90,6 +95,8 @@ CASES: list[tuple[str, str]] = [
     ("heal {M} --text {T} --steps 1 --checkpoint-dir {T} --out {O}", "is a file, not a folder"),
     ("heal {M} --text {T} --recipe rows --steps 2 --out {O}", "takes --minutes or --tokens, not --steps"),
     ("heal {M} --text {T} --out {O}", "give a budget"),
+    ("heal {M} --text {T} --steps 1 --out {O} --report {D}", "argument --report: {D} is a folder"),
+    ("heal {M} --text {T} --steps 1 --out {O} --report {O}/heal.html", "argument --report: {O}/heal.html: the folder {O} does not exist"),
     # generate
     ("generate {M} --prompt hi --temperature -1", "argument --temperature: must be a number >= 0"),
     ("generate {M} --prompt hi --max-bytes 0", "argument --max-bytes"),
@@ -115,6 +122,7 @@ CASES: list[tuple[str, str]] = [
     # demo
     ("demo --minutes 0", "argument --minutes"),
     ("demo --max-bytes 0", "argument --max-bytes"),
+    ("demo --report {D}/no-such-folder/demo.html", "the folder {D}/no-such-folder does not exist"),
 ]
 
 CASES_PER_COMMAND = Counter(line.split()[0] for line, _ in CASES)
@@ -134,6 +142,7 @@ def inputs(tmp_path_factory, tiny_model_dir) -> Path:
     (folder / "latin1.txt").write_bytes("café crème".encode("latin-1"))
     (folder / "written").mkdir()
     (folder / "written" / "model.gguf").write_bytes(b"GGUF")  # an export that exists already
+    (folder / "written" / "page.html").write_text("<!DOCTYPE html>")  # a report that exists already
     truncated = folder / "truncated"
     shutil.copytree(tiny_model_dir, truncated)
     weights = truncated / "model.safetensors"

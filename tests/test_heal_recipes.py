@@ -163,6 +163,14 @@ def test_auto_recipe_is_rows_for_a_transplant_and_stages_for_steps(extended):
     assert resolve_recipe(HealConfig(text=("x",), minutes=1), extended["original"])[0] == "stages"
 
 
+def test_auto_recipe_for_a_replacement_tokenizer_trains_the_body(tmp_path):
+    from tokenshift.heal.run import resolve_recipe
+
+    (tmp_path / "transplant.json").write_text(json.dumps({"model": "m", "copied_ids": [[0, 5]], "extension": False}))
+    recipe, why = resolve_recipe(HealConfig(text=("x",), minutes=1), str(tmp_path))
+    assert recipe == "rows-lora" and "replacement" in why
+
+
 def test_row_adam_moves_only_rows_with_a_gradient():
     rows = torch.nn.Parameter(torch.zeros(4, 3))
     optimizer = RowAdam(rows, lr=0.1)

@@ -45,6 +45,15 @@ def _console() -> Any:
     return console if console.is_terminal else Console(width=160)  # piped output: do not squeeze tables to 80 columns
 
 
+def _write_report(page: Any, path: str | Path, *, to_stderr: bool, overwrite: bool = False) -> Path:
+    """Write the ``--report`` page and say where (on standard error when standard output carries JSON)."""
+    from .report import write_page
+
+    written = write_page(page, path, overwrite=overwrite)
+    print(f"report: {written}", file=sys.stderr if to_stderr else sys.stdout)
+    return written
+
+
 def cmd_assets(args: argparse.Namespace) -> int:
     from .assets.registry import ASSETS, asset_folder, asset_info, prepare_asset, unknown_asset_error
 
@@ -82,7 +91,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
-    from .report import bpb_table
+    from .report import bpb_table, evaluate_page
 
     with _progress_bar() as bar:
         results = evaluate(args.model, args.text, tokenizer=args.tokenizer, max_bytes=args.max_bytes, context=args.context,
@@ -93,13 +102,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _print_json([r.to_json() for r in results])
     else:
         _console().print(bpb_table(results))
+    if args.report:
+        _write_report(evaluate_page(results), args.report, to_stderr=args.json)
     return 0
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from .data import load_texts
     from .measure import measure_tokenizer, token_premium
-    from .report import measurement_table, premium_table
+    from .report import measure_page, measurement_table, premium_table
     from .tokenizer import load_tokenizer
 
     text_sets = [load_texts(spec, max_bytes=args.max_bytes) for spec in args.text]
@@ -112,11 +123,13 @@ def cmd_measure(args: argparse.Namespace) -> int:
             premiums.extend(token_premium(tokenizer, t, reference) for t in text_sets)
     if args.json:
         _print_json({"measurements": [m.to_json() for m in measurements], "premiums": [p.to_json() for p in premiums]})
-        return 0
-    console = _console()
-    console.print(measurement_table(measurements))
-    if premiums:
-        console.print(premium_table(premiums))
+    else:
+        console = _console()
+        console.print(measurement_table(measurements))
+        if premiums:
+            console.print(premium_table(premiums))
+    if args.report:
+        _write_report(measure_page(measurements, premiums), args.report, to_stderr=args.json)
     return 0
 
 
@@ -192,9 +205,14 @@ def cmd_transplant(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    from .report import bpb_table, language_cost_table, measurement_table, story_table
+    from .demo import default_report_path, run_demo
+    from .report import bpb_table, check_report_path, demo_page, language_cost_table, measurement_table, story_table
 
+    # Checked before the run; the default is the demo's own page, replaced by each run.
+    report_path = Path(args.report) if args.report else default_report_path()
+    if not args.report:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+    check_report_path(report_path, overwrite=not args.report)
     console = _console()
     with _progress_bar() as bar:
         heal_lines = None if args.json else (lambda status: console.print(
@@ -203,6 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           heal_progress=heal_lines)
     if args.json:
         _print_json(report.to_json())
+        _write_report(demo_page(report), report_path, to_stderr=True, overwrite=not args.report)
         return 0
     console.print(f"[bold]tokenshift demo[/bold]: extend → transplant → heal → evaluate, on the leading test-split documents "
                   f"of each language, up to {report.max_bytes:,} bytes each")
@@ -215,11 +234,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(story_table(report.original, report.transplanted, report.healed))
     for note in report.notes:
         console.print(f"note: {note}")
+    _write_report(demo_page(report), report_path, to_stderr=False, overwrite=not args.report)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import OneLineParser, at_least_two, output_path, positive_float, positive_int
+    from .options import OneLineParser, at_least_two, output_path, positive_float, positive_int, report_path
 
     parser = OneLineParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -245,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run (off by default)")
+    p.add_argument("--report", type=report_path, metavar="FILE.html", help="also write a page with plots of the results (self-contained HTML)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -255,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", type=positive_int)
     p.add_argument("--renyi-alpha", type=positive_float, default=2.5)
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--report", type=report_path, metavar="FILE.html",
+                   help="also write a page with plots: each tokenizer's tokens per byte on each text (self-contained HTML)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_measure)
 
@@ -312,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=positive_int, default=32_000)
     p.add_argument("--minutes", type=positive_float, default=5.0, help="heal budget in minutes")
+    p.add_argument("--report", type=report_path, metavar="FILE.html",
+                   help="where to write the page with plots (default: $TOKENSHIFT_HOME/demo/report.html, replaced by each run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -22,6 +22,13 @@ DEMO_TOKENIZERS = ("gpt2", "llama-3", "qwen2.5", "cl100k")
 DEMO_BYTES = 32_000  # leading whole documents of each test split, up to this many UTF-8 bytes
 
 
+def default_report_path() -> Path:
+    """Where ``tokenshift demo`` writes its page unless ``--report`` says: beside the prepared assets it ran on."""
+    from .storage import tokenshift_home
+
+    return tokenshift_home() / "demo" / "report.html"
+
+
 @dataclass
 class DemoReport:
     original: list[BpbResult]

@@ -54,6 +54,17 @@ def output_path(value: str) -> str:
     return os.path.expanduser(value)
 
 
+def report_path(value: str) -> str:
+    """``--report FILE.html``: checked where it is parsed, before anything loads or trains
+    (:func:`tokenshift.report.check_report_path`), so a long run never ends on a page it cannot write."""
+    from .report.document import check_report_path
+
+    try:
+        return str(check_report_path(value, option=None))
+    except (ValueError, OSError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with a usage error printed as one line (what is wrong, and where help is) and exit code 2."""
 

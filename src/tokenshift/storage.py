@@ -199,12 +199,20 @@ def write_folder(final: Path, write: Callable[[Path], None], *, rescue: bool = T
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename."""
+    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: Path, text: str, *, overwrite: bool = True) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it and a rename, so a reader
+    sees the old file or the whole new one, never a part. ``overwrite=False``: raise FileExistsError
+    if ``path`` appeared meanwhile (checked just before the rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
+            handle.write(text)
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise FileExistsError(f"{path} appeared while this ran; nothing was overwritten")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

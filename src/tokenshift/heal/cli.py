@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
     if args.json:
         _, _, report = heal(args.model, config=config, out=Path(args.out))
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        _write_report(report, args.report, to_stderr=True)
         return 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
@@ -85,12 +87,23 @@ def cmd_heal(args: argparse.Namespace) -> int:
     size = f"; head untied (+{report.added_parameters:,} parameters)" if report.untied else ""
     print(f"healed {report.model} ({report.recipe}: {how}): {report.tokens:,} tokens in {report.train_seconds:,.1f} s; {curve}; "
           f"kept {report.kept.get('state')}: {report.kept.get('reason')}{size} -> {args.out}", file=sys.stdout)
+    _write_report(report, args.report, to_stderr=False)
     return 0
+
+
+def _write_report(report: Any, path: str | None, *, to_stderr: bool) -> None:
+    """The ``--report`` page of the heal curve, written once: by the main process under ``accelerate launch``."""
+    if path is None or int(os.environ.get("RANK", "0")) != 0:
+        return
+    from ..report import heal_page, write_page
+
+    written = write_page(heal_page(report), path)
+    print(f"report: {written}", file=sys.stderr if to_stderr else sys.stdout)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``heal`` on the main parser's subcommands."""
-    from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int
+    from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int, report_path
     from .losses import DISTANCES
     from .recipes import RECIPES
     from .stages import STAGE_KINDS
@@ -99,7 +112,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="the transplanted model folder (or any causal LM)")
     p.add_argument("--text", nargs="+", required=True, help="training text specs: ASSET:SPLIT (wiki-fr:train), files, folders, globs")
     p.add_argument("--recipe", default="auto", choices=["auto", *RECIPES],
-                   help="auto (default): rows for a transplant folder on a --minutes/--tokens budget, else stages; "
+                   help="auto (default), for a transplant folder on a --minutes/--tokens budget: rows for an extension, rows-lora "
+                        "for a replacement tokenizer; else stages; "
                         + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
     p.add_argument("--minutes", type=positive_float, help="wall-clock budget: the run stops at it and writes the best state it found")
     p.add_argument("--worse-tolerance", type=non_negative_float, default=0.001,
@@ -143,5 +157,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--out", required=True, type=output_path, help="new folder for the healed model (written when the run ends)")
+    p.add_argument("--report", type=report_path, metavar="FILE.html",
+                   help="also write a page with the heal curve: bits per byte of each held-out text against minutes (self-contained HTML)")
     p.add_argument("--json", action="store_true", help="print heal.json instead of progress and a summary")
     p.set_defaults(func=cmd_heal)

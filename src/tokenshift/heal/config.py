@@ -94,9 +94,9 @@ DEFAULT_STAGES = (Stage("new-rows", share=0.2, lr=2e-3), Stage("all", share=0.8,
 
 @dataclass(frozen=True)
 class HealConfig:
-    """A heal run. ``recipe``: a registered recipe (see :mod:`.recipes`), or ``auto``: ``rows`` when the
-    model folder's ``transplant.json`` says which rows were copied and no ``steps`` are asked for, else
-    ``stages``.
+    """A heal run. ``recipe``: a registered recipe (see :mod:`.recipes`), or ``auto``: when the model
+    folder's ``transplant.json`` says which rows were copied and no ``steps`` are asked for, ``rows`` for
+    an extension and ``rows-lora`` for a replacement tokenizer; else ``stages``.
 
     The budget: ``minutes`` (wall clock from the first evaluation to the last, a hard stop), and/or
     ``tokens`` (student tokens); the ``stages`` recipe also takes ``steps``. With ``minutes`` alone the

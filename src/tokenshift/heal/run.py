@@ -167,9 +167,10 @@ def _check_resume(saved: dict[str, Any], config: HealConfig, folder: Path) -> No
 
 
 def resolve_recipe(config: HealConfig, model: str) -> tuple[str, str]:
-    """(recipe name, why): ``auto`` is ``rows`` when the transplant's copied rows are known (its
-    ``transplant.json``) and no step budget is asked for, else ``stages``."""
-    from .rows import copied_ids_from_report
+    """(recipe name, why): ``auto``, when the transplant's copied rows are known (its ``transplant.json``)
+    and no step budget is asked for, is ``rows`` for an extension and ``rows-lora`` for a replacement
+    tokenizer; else ``stages``."""
+    from .rows import copied_ids_from_report, transplant_record
 
     if config.recipe != "auto":
         return config.recipe, "asked for"
@@ -177,7 +178,10 @@ def resolve_recipe(config: HealConfig, model: str) -> tuple[str, str]:
         return "stages", "auto: a step budget is a stages budget"
     if copied_ids_from_report(model) is None:
         return "stages", f"auto: {model} has no transplant.json with copied_ids, so the new rows are unknown"
-    return "rows", "auto: the transplant's new rows are known; rows is the recipe measured best on a CPU (README)"
+    if transplant_record(model).get("extension"):
+        return "rows", "auto: an extension (every old row copied, new rows known); rows is the recipe measured best for one on a CPU (README)"
+    return "rows-lora", ("auto: a replacement tokenizer re-splits words the model knew into old tokens, which only the body can learn; "
+                         "rows-lora is the recipe measured best for one on a CPU (README)")
 
 
 def heal(

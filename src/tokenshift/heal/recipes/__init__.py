@@ -2,11 +2,11 @@
 
 A recipe is a sequence of phases, each given a share of the budget (minutes or tokens):
 
-    rows          distill-rows, then fit-head (the default: measured best on 2 CPU cores, see README)
+    rows          distill-rows, then fit-head (the default for an extension: measured best on 2 CPU cores, see README)
     distill-rows  token distillation of the new input rows through a truncated model; head stays tied
     fit-head      the new output rows fitted on cached final hidden states (the head is untied)
     lora-distill  LoRA on the body plus the new rows, distilled from the original model (chunk likelihoods)
-    rows-lora     distill-rows, then lora-distill
+    rows-lora     distill-rows, then lora-distill (the default for a replacement tokenizer, see README)
     stages        the staged trainer (next-token loss and/or cross-tokenizer distillation; any rows,
                   the whole body, LoRA), built for GPUs and several processes; see ``--stages``
 

@@ -96,7 +96,9 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
             losses = [batch_loss(held[i: i + BATCH])[0].item() for i in range(0, len(held), BATCH)]
         return sum(losses) / max(1, len(losses))
 
+    held_started = ctx.deadline.elapsed()
     start_loss = held_loss()
+    stop_at -= ctx.deadline.elapsed() - held_started  # the same measurement again at the end comes out of the phase's time
     seen_tokens = steps = 0
     step_seconds = 0.0
     while True:

@@ -1,4 +1,4 @@
-"""Tables a person reads (rich), built from the same result objects the JSON output serialises."""
+"""Tables a person reads in the terminal (rich), built from the same result objects the JSON output serialises."""
 
 from __future__ import annotations
 
