@@ -63,6 +63,37 @@ class PhaseResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class PhaseClock:
+    """A phase's share of the deadline: ``more(seen_tokens)`` is false once the next step (its time a
+    moving average of the last ones) would end past ``seconds``, or the token budget is spent."""
+
+    deadline: Deadline
+    seconds: float
+    tokens: int | None = None
+    step_seconds: float = 0.0
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        self.seconds = min(self.seconds, self.deadline.remaining())
+        self.started = self.deadline.elapsed()
+        self.step_started = self.started
+
+    def elapsed(self) -> float:
+        return self.deadline.elapsed() - self.started
+
+    def more(self, seen_tokens: int) -> bool:
+        if self.elapsed() + self.step_seconds > self.seconds or (self.tokens is not None and seen_tokens >= self.tokens):
+            return False
+        self.step_started = self.deadline.elapsed()
+        return True
+
+    def stepped(self) -> None:
+        took = self.deadline.elapsed() - self.step_started
+        self.steps += 1
+        self.step_seconds = 0.8 * self.step_seconds + 0.2 * took if self.steps > 1 else took
+
+
 PhaseFn = Callable[..., PhaseResult]  # (ctx, *, seconds: float, tokens: int | None) -> PhaseResult
 
 

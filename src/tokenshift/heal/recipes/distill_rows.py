@@ -24,7 +24,7 @@ import torch
 
 from ..data import cut_pieces
 from ..rows import NewRowEmbedding, RowAdam, autocast, target_layer, truncated
-from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+from . import PhaseClock, PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
 
 HELD_OUT = 32  # pieces kept back to measure the phase's own objective
 
@@ -89,8 +89,7 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
 def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
     config = ctx.config
     started = time.perf_counter()
-    stop_at = min(seconds, ctx.deadline.remaining())
-    clock_start = ctx.deadline.elapsed()
+    clock = PhaseClock(ctx.deadline, seconds, tokens)
     layers = target_layer(ctx.model, config.distill_layer)
     pieces = cut_pieces(ctx.documents, target_bytes=config.distill_piece_bytes)
     random.Random(config.seed).shuffle(pieces)
@@ -134,32 +133,25 @@ def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
 
     with truncated(ctx.model, layers), truncated(ctx.teacher, layers) if ctx.teacher is not ctx.model else nullcontext():
         start_loss = held_loss()
-        seen_tokens = steps = 0
-        step_seconds = 0.0
-        while True:
-            elapsed = ctx.deadline.elapsed() - clock_start
-            if elapsed + step_seconds > stop_at or (tokens is not None and seen_tokens >= tokens):
-                break
+        seen_tokens = 0
+        while clock.more(seen_tokens):
             if cursor >= first_train + len(pieces) * 8:  # eight passes at most
                 break
-            step_started = ctx.deadline.elapsed()
             batch = next_examples(config.distill_batch)
             if not batch:
                 break
             loss = distill_loss(ctx, embedding, batch)
             loss.backward()
             optimizer.step()
-            steps += 1
             seen_tokens += sum(len(e.student_ids) - 1 for e in batch)
-            took = ctx.deadline.elapsed() - step_started
-            step_seconds = 0.8 * step_seconds + 0.2 * took if steps > 1 else took
-            if steps % 20 == 0:
-                ctx.log(f"distill-rows step {steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
+            clock.stepped()
+            if clock.steps % 20 == 0:
+                ctx.log(f"distill-rows step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
         end_loss = held_loss()
     embedding.write_back()
     trained_rows = int((optimizer.count > 0).sum())
     return PhaseResult("distill-rows", round(time.perf_counter() - started, 3), seen_tokens, "mse of hidden states", start_loss, end_loss,
-                       {"layers": layers, "of_layers": len(ctx.model.get_decoder().layers), "steps": steps, "lr": config.row_lr,
+                       {"layers": layers, "of_layers": len(ctx.model.get_decoder().layers), "steps": clock.steps, "lr": config.row_lr,
                         "batch": config.distill_batch, "piece_bytes": config.distill_piece_bytes, "new_rows": int(len(ctx.new_ids)),
                         "rows_trained": trained_rows})
 

@@ -29,7 +29,7 @@ from ..data import bytes_per_token, cut_pieces, make_batch
 from ..forward import TokenLogprobs
 from ..losses import distillation_loss
 from ..rows import autocast
-from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+from . import PhaseClock, PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
 
 SEQ_LEN = 256
 BATCH = 4
@@ -62,8 +62,7 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
 
     config = ctx.config
     started = time.perf_counter()
-    clock_start = ctx.deadline.elapsed()
-    stop_at = min(seconds, ctx.deadline.remaining())
+    clock = PhaseClock(ctx.deadline, seconds, tokens)
     teacher = _teacher(ctx)
     per_piece = max(4, int(SEQ_LEN * bytes_per_token(ctx.tokenizer, ctx.documents) * PIECE_FILL))
     pieces = cut_pieces(ctx.documents, target_bytes=per_piece)
@@ -98,34 +97,27 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
 
     held_started = ctx.deadline.elapsed()
     start_loss = held_loss()
-    stop_at -= ctx.deadline.elapsed() - held_started  # the same measurement again at the end comes out of the phase's time
-    seen_tokens = steps = 0
-    step_seconds = 0.0
-    while True:
-        elapsed = ctx.deadline.elapsed() - clock_start
-        if elapsed + step_seconds > stop_at or (tokens is not None and seen_tokens >= tokens):
-            break
-        step_started = ctx.deadline.elapsed()
+    clock.seconds -= ctx.deadline.elapsed() - held_started  # the same measurement again at the end comes out of the phase's time
+    seen_tokens = 0
+    while clock.more(seen_tokens):
         for group in optimizer.param_groups:
-            group["lr"] = config.lora_lr * lr_factor(steps, elapsed, stop_at)
-        chosen = [train[(steps * BATCH + i) % len(train)] for i in range(BATCH)]
+            group["lr"] = config.lora_lr * lr_factor(clock.steps, clock.elapsed(), clock.seconds)
+        chosen = [train[(clock.steps * BATCH + i) % len(train)] for i in range(BATCH)]
         loss, n_tokens = batch_loss(chosen)
         loss.backward()
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        steps += 1
         seen_tokens += n_tokens
-        took = ctx.deadline.elapsed() - step_started
-        step_seconds = 0.8 * step_seconds + 0.2 * took if steps > 1 else took
-        if steps % 10 == 0:
-            ctx.log(f"lora-distill step {steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
+        clock.stepped()
+        if clock.steps % 10 == 0:
+            ctx.log(f"lora-distill step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
     end_loss = held_loss()
     merged = merge_lora(adapters)
     ctx.model.requires_grad_(False)
     return PhaseResult("lora-distill", round(time.perf_counter() - started, 3), seen_tokens, f"{config.distance} of chunk likelihoods",
-                       start_loss, end_loss, {"steps": steps, "lr": config.lora_lr, "batch": BATCH, "seq_len": SEQ_LEN, "rank": config.lora_rank,
+                       start_loss, end_loss, {"steps": clock.steps, "lr": config.lora_lr, "batch": BATCH, "seq_len": SEQ_LEN, "rank": config.lora_rank,
                                               "alpha": config.lora_alpha, "lora_layers": merged, "new_rows": int(len(ctx.new_ids))})
 
 
