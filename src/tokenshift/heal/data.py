@@ -73,6 +73,15 @@ def bytes_per_token(tokenizer: Tokenizer, documents: list[str], *, sample_bytes:
     return size / max(1, tokens)
 
 
+PIECE_FILL = 0.9  # pieces aim at this fraction of seq_len tokens, so few are truncated
+
+
+def training_pieces(documents: list[str], tokenizer: Tokenizer, *, seq_len: int) -> list[str]:
+    """The documents cut into pieces of about ``PIECE_FILL`` x ``seq_len`` tokens of ``tokenizer``."""
+    per_piece = max(4, int(seq_len * bytes_per_token(tokenizer, documents) * PIECE_FILL))
+    return cut_pieces(documents, target_bytes=per_piece)
+
+
 def batch_indices(step: int, *, n_pieces: int, batch_size: int, rank: int, world: int, seed: int) -> list[int]:
     """Piece indices of process ``rank``'s share of global batch ``step`` (0-based). The pieces are
     shuffled once per epoch by a generator seeded with (seed, epoch); the global batch is the next

@@ -18,14 +18,13 @@ from ..data import TextSet, load_texts
 from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer
 from .config import HealConfig, stage_steps
-from .data import bytes_per_token, cut_pieces
+from .data import training_pieces
 from .budget import Clock
 from .loop import HealState, HealStatus, Progress, Session, train
 from .stages import StageContext, get_stage_kind
 
 logger = logging.getLogger(__name__)
 
-PIECE_FILL = 0.9  # pieces aim at this fraction of seq_len tokens, so few are truncated
 
 
 @dataclass(frozen=True)
@@ -455,8 +454,7 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
                 raise ValueError(f"stage 'new-rows' needs to know which rows the transplant copied, and {model} has no transplant.json "
                                  "with copied_ids or a model name: pass --teacher ORIGINAL, or use the stage 'embeddings'") from None
 
-    per_piece = max(4, int(config.seq_len * bytes_per_token(student.tokenizer, documents) * PIECE_FILL))
-    pieces = cut_pieces(documents, target_bytes=per_piece)
+    pieces = training_pieces(documents, student.tokenizer, seq_len=config.seq_len)
     if not pieces:
         raise ValueError("the training text has no non-blank piece to train on")
     deadline = Deadline(config.minutes * 60 if config.minutes else None, clock)
@@ -477,7 +475,8 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
         context=StageContext(copied_rows=rows, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, weight_decay=config.weight_decay),
         checkpoint_dir=checkpoint_dir or Path("."), loss_impl=loss_impl, name=model, deadline=deadline,
     )
-    logger.info("healing %s: %d pieces of <= %d bytes, %d steps of %d x %d sequences, objective %s", model, len(pieces), per_piece,
+    logger.info("healing %s: %d pieces of <= %d bytes, %d steps of %d x %d sequences, objective %s", model, len(pieces),
+                max(len(p.encode("utf-8")) for p in pieces),
                 total_steps, config.batch_size, accelerator.num_processes, config.objective)
     state: HealState = train(session, resume_from=resume_from, progress=progress)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..data import bytes_per_token, cut_pieces, make_batch
+from ..data import make_batch, training_pieces
 from ..forward import TokenLogprobs
 from ..losses import distillation_loss
 from ..rows import autocast
@@ -35,7 +35,6 @@ SEQ_LEN = 256
 BATCH = 4
 WARMUP_STEPS = 4
 HELD_OUT = 8  # pieces kept back to measure the phase's own objective
-PIECE_FILL = 0.9  # a piece is cut to ~90% of SEQ_LEN tokens, so few are truncated
 
 
 def lr_factor(step: int, elapsed: float, seconds: float) -> float:
@@ -64,8 +63,7 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     started = time.perf_counter()
     clock = PhaseClock(ctx.deadline, seconds, tokens)
     teacher = _teacher(ctx)
-    per_piece = max(4, int(SEQ_LEN * bytes_per_token(ctx.tokenizer, ctx.documents) * PIECE_FILL))
-    pieces = cut_pieces(ctx.documents, target_bytes=per_piece)
+    pieces = training_pieces(ctx.documents, ctx.tokenizer, seq_len=SEQ_LEN)
     random.Random(config.seed).shuffle(pieces)
     held, train = pieces[:HELD_OUT], pieces[HELD_OUT:]
     if not train:
