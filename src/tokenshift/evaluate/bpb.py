@@ -16,6 +16,7 @@ from typing import Any
 from ..data import TextSet, load_texts
 from ..modeling.load import DType, LoadedModel, load_model
 from ..tokenizer import Tokenizer
+from ..tokenizer.encoders import Encoder, get_encoder
 from .scoring import score_windows
 from .windows import Window, document_windows
 
@@ -43,6 +44,7 @@ class BpbResult:
     conditioning_token: str
     device: str
     dtype: str
+    encoder: str = "canonical"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,11 +56,13 @@ def default_context(model: Any, cap: int = 2048) -> int:
     return int(min(limit, cap))
 
 
-def text_windows(tokenizer: Tokenizer, documents: list[str], *, conditioning: int, context: int, stride: int | None) -> tuple[list[Window], int]:
-    """All windows of all documents, and the number of tokens they score."""
+def text_windows(tokenizer: Tokenizer, documents: list[str], *, conditioning: int, context: int, stride: int | None,
+                 encoder: Encoder | None = None) -> tuple[list[Window], int]:
+    """All windows of all documents, and the number of tokens they score. ``encoder``: how text
+    becomes ids (default: the tokenizer's own encoding; see :mod:`tokenshift.tokenizer.encoders`)."""
     windows: list[Window] = []
     tokens = 0
-    for ids in tokenizer.encode_batch(documents):
+    for ids in tokenizer.encode_batch(documents) if encoder is None else encoder.encode_batch(tokenizer, documents):
         tokens += len(ids)
         windows.extend(document_windows(conditioning, ids, context=context, stride=stride))
     return windows, tokens
@@ -73,6 +77,7 @@ def evaluate_loaded(
     batch_tokens: int | None = None,
     conditioning_token: str | None = None,
     progress: Any = None,
+    encoder: str | Encoder | None = None,
 ) -> BpbResult:
     """Bits per byte of an already-loaded model on one text set.
 
@@ -80,6 +85,9 @@ def evaluate_loaded(
     it adds one, else its document separator, see :meth:`Tokenizer.conditioning_token`).
     ``batch_tokens``: padded tokens per forward (default 16384 on a GPU, 512 on a CPU, where padding costs more than batching gains).
     ``progress``: an object with ``advance(n_tokens)``, e.g. a rich progress task wrapper.
+    ``encoder``: how the text becomes ids: ``canonical`` (default), ``longest-prefix``, ``least-tokens``,
+    ``stochastok:P[:SEED]`` or an encoder object. Every encoder spells the same bytes, so bits per byte
+    stay comparable: how much worse a model reads a non-canonical tokenization of the same text.
     """
     tokenizer = loaded.tokenizer
     if context is not None and context < 2:
@@ -90,7 +98,8 @@ def evaluate_loaded(
     conditioning = tokenizer.token_id(conditioning_token) if conditioning_token else tokenizer.conditioning_token()
     batch_tokens = batch_tokens if batch_tokens is not None else (16384 if loaded.device.startswith("cuda") else 512)
     started = time.perf_counter()
-    windows, tokens = text_windows(tokenizer, texts.documents, conditioning=conditioning, context=context, stride=stride)
+    chosen = get_encoder(encoder)
+    windows, tokens = text_windows(tokenizer, texts.documents, conditioning=conditioning, context=context, stride=stride, encoder=chosen)
     if progress is not None:
         progress.start(texts.name, tokens)
     pad_id = tokenizer.special.pad if tokenizer.special.pad is not None else conditioning
@@ -110,7 +119,7 @@ def evaluate_loaded(
         tokens=tokens, bits=bits, bits_per_byte=bits / n_bytes, tokens_per_byte=tokens / n_bytes,
         bits_per_token=bits / tokens if tokens else float("nan"), seconds=seconds, bytes_per_second=n_bytes / seconds,
         context=context, stride=stride or context, conditioning_token=tokenizer.id_to_token(conditioning) or str(conditioning),
-        device=loaded.device, dtype=loaded.dtype,
+        device=loaded.device, dtype=loaded.dtype, encoder=chosen.name,
     )
 
 
@@ -128,12 +137,14 @@ def evaluate(
     device: str = "auto",
     trust_remote_code: bool = False,
     progress: Any = None,
+    encoder: str | Encoder | None = None,
 ) -> list[BpbResult]:
     """Load ``model`` (asset name, folder or model id) and return its bits per byte on each text spec."""
+    chosen = get_encoder(encoder)  # fail on a bad encoder before loading
     text_sets = [load_texts(spec, max_bytes=max_bytes) for spec in texts]  # fail on bad text before loading
     loaded = load_model(model, tokenizer=tokenizer, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     return [
         evaluate_loaded(loaded, text_set, context=context, stride=stride, batch_tokens=batch_tokens,
-                        conditioning_token=conditioning_token, progress=progress)
+                        conditioning_token=conditioning_token, progress=progress, encoder=chosen)
         for text_set in text_sets
     ]

@@ -20,7 +20,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
     stages = parse_stages(args.stages) if args.stages is not None else DEFAULT_STAGES
     recipe = args.recipe
-    if recipe == "auto" and (args.stages is not None or args.lora or args.objective != "both" or args.resume):
+    if recipe == "auto" and (args.stages is not None or args.lora or args.objective != "both" or args.resume or args.stochastok):
         recipe = "stages"  # options only the stages trainer has
     config = HealConfig(
         text=tuple(args.text), recipe=recipe, minutes=args.minutes, keep_last=args.keep_last, worse_tolerance=args.worse_tolerance, distill_layer=args.distill_layer,
@@ -31,7 +31,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None, resume=args.resume,
         weight_decay=args.weight_decay, grad_clip=args.grad_clip or None, lora_rank=args.lora_rank,
         gradient_checkpointing=args.gradient_checkpointing, loss=args.loss, mixed_precision=args.mixed_precision,
-        device=args.device, seed=args.seed, trust_remote_code=args.trust_remote_code,
+        device=args.device, seed=args.seed, trust_remote_code=args.trust_remote_code, stochastok=args.stochastok,
     )
     return config.with_objective(args.objective, args.distill_weight)
 
@@ -103,7 +103,7 @@ def _write_report(report: Any, path: str | None, *, to_stderr: bool) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``heal`` on the main parser's subcommands."""
-    from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int, report_path
+    from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int, probability, report_path
     from .losses import DISTANCES
     from .recipes import RECIPES
     from .stages import STAGE_KINDS
@@ -155,6 +155,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mixed-precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (several GPUs: accelerate launch)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stochastok", type=probability, default=0.0, metavar="P",
+                   help="StochasTok (stages recipe): split a share P of the student's training tokens into vocabulary pairs "
+                        "that spell them, seeded by --seed (e.g. 0.1; evaluation stays canonical)")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--out", required=True, type=output_path, help="new folder for the healed model (written when the run ends)")
     p.add_argument("--report", type=report_path, metavar="FILE.html",

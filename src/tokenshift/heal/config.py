@@ -115,6 +115,9 @@ class HealConfig:
     made from, read from ``transplant.json``).
 
     ``batch_size``: sequences per step per process; ``seq_len``: student tokens per sequence.
+    ``stochastok``: StochasTok (Sims et al. 2025) on the student's training tokens: a share p of each
+    sequence's positions is drawn and split into vocabulary pairs that spell them (0: off), seeded by
+    ``seed`` and the step, so a resumed run sees the same splits; evaluation stays canonical.
     ``eval_text``: held-out text specs for the bits-per-byte curve (default: the trailing training
     documents, up to ``eval_bytes``, are held out; ``eval_bytes`` 0 turns evaluation off). ``eval_every``/``checkpoint_every``: in steps
     (0: only at the start and end / never). ``checkpoint_dir``: default ``OUT.checkpoints`` beside the
@@ -164,6 +167,7 @@ class HealConfig:
     device: str = "auto"
     seed: int = 0
     trust_remote_code: bool = False
+    stochastok: float = 0.0
 
     def check(self) -> None:
         """Raise one ValueError listing everything wrong."""
@@ -208,6 +212,11 @@ class HealConfig:
             problems.append(f"objective weights must be >= 0 and not both 0 (ntp {self.ntp_weight}, distill {self.distill_weight})")
         if not self.distill_temperature > 0:
             problems.append(f"distill_temperature must be positive, got {self.distill_temperature}")
+        if not 0 <= self.stochastok < 1:
+            problems.append(f"stochastok must be a share in [0, 1) (e.g. 0.1), got {self.stochastok}")
+        if self.stochastok and self.recipe != "stages":
+            problems.append(f"--stochastok splits the training tokens of the stages recipe; recipe {self.recipe!r} does not use it "
+                            "(pass --recipe stages, or recipe='stages' from Python)")
         if self.batch_size < 1 or self.seq_len < 2:
             problems.append(f"batch_size must be >= 1 and seq_len >= 2 (got {self.batch_size}, {self.seq_len})")
         if not self.stages:
@@ -261,7 +270,8 @@ class HealConfig:
     # Fields that must match between a checkpoint and the run resuming from it (they decide the data
     # order, the stage plan and the shapes of the saved state).
     RESUME_KEYS = ("text", "teacher", "ntp_weight", "distill_weight", "distance", "distill_temperature", "stages", "steps", "tokens",
-                   "batch_size", "seq_len", "max_bytes", "eval_text", "eval_bytes", "seed", "lora", "lora_rank", "lora_alpha", "minutes")
+                   "batch_size", "seq_len", "max_bytes", "eval_text", "eval_bytes", "seed", "lora", "lora_rank", "lora_alpha", "minutes",
+                   "stochastok")
 
 
 def stage_steps(stages: tuple[Stage, ...], total: int) -> list[int]:

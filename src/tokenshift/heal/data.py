@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..tokenizer import Tokenizer
+from ..tokenizer.encoders import StochasTok
 from .align import align
 
 if TYPE_CHECKING:
@@ -161,9 +162,13 @@ def make_batch(
     *,
     seq_len: int,
     teacher_len: int | None = None,
+    stochastok: StochasTok | None = None,
+    stream: tuple[int, ...] = (),
 ) -> Batch:
     """Tokenize ``pieces`` for the student (at most ``seq_len`` tokens each; longer ones are truncated
-    and counted) and, with a teacher, for the teacher too, with their aligned chunks."""
+    and counted) and, with a teacher, for the teacher too, with their aligned chunks. ``stochastok``:
+    split the student's tokens (StochasTok) before truncation, piece i with the generator of
+    ``(*stream, i)``; the bytes and the alignment follow the split tokens."""
     student_cond = student.conditioning_token()
     student_pad = student.padding_token()
     student_ids: list[list[int]] = []
@@ -171,10 +176,12 @@ def make_batch(
     teacher_ids: list[list[int]] = []
     teacher_chunks: list[list[int]] = []
     truncated = n_bytes = n_chunks = 0
-    for piece in pieces:
+    for index, piece in enumerate(pieces):
         data_len = len(piece.encode("utf-8"))
         if teacher is None:
             ids = student.encode(piece)
+            if stochastok is not None:
+                ids = stochastok.split(ids, stochastok.rng(*stream, index))
             student_ids.append(ids[:seq_len])
             if len(ids) > seq_len:
                 truncated += len(ids) - seq_len
@@ -182,6 +189,8 @@ def make_batch(
             n_bytes += data_len
             continue
         s = student.encode_with_offsets(piece)
+        if stochastok is not None:
+            s = stochastok.split_encoded(s, stochastok.rng(*stream, index))
         t = teacher.encode_with_offsets(piece)
         keep_s = min(len(s.ids), seq_len)
         keep_t = len(t.ids) if teacher_len is None else min(len(t.ids), teacher_len)

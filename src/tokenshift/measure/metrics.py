@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data import TextSet
 from ..tokenizer import Tokenizer
+from ..tokenizer.encoders import Encoder, get_encoder
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TokenizerMeasurement:
     round_trip_share: float
     round_trip_failures: int
     encode_mb_per_second: float
+    encoder: str = "canonical"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,9 +61,9 @@ def _word_spans(data: bytes) -> list[tuple[int, int]]:
     return [m.span() for m in re.finditer(rb"\S+", data)]
 
 
-def _split_words(tokenizer: Tokenizer, doc: str) -> tuple[int, int]:
+def _split_words(tokenizer: Tokenizer, doc: str, encoder: Encoder | None = None) -> tuple[int, int]:
     """(words, words overlapped by more than one token) of one document."""
-    encoded = tokenizer.encode_with_offsets(doc)
+    encoded = tokenizer.encode_with_offsets(doc) if encoder is None else encoder.encode_with_offsets(tokenizer, doc)
     spans = _word_spans(doc.encode("utf-8"))
     if not spans:
         return 0, 0
@@ -75,14 +77,21 @@ def _split_words(tokenizer: Tokenizer, doc: str) -> tuple[int, int]:
     return len(spans), int(((last - first) > 1).sum())
 
 
-def measure_tokenizer(tokenizer: Tokenizer, texts: TextSet, *, renyi_alpha: float = 2.5) -> TokenizerMeasurement:
+def measure_tokenizer(tokenizer: Tokenizer, texts: TextSet, *, renyi_alpha: float = 2.5,
+                      encoder: str | Encoder | None = None) -> TokenizerMeasurement:
+    """``encoder``: how text becomes ids (default canonical; see :mod:`tokenshift.tokenizer.encoders`):
+    compression, round trip and speed of a merge-free or stochastic encoding of the same vocabulary."""
+    chosen = get_encoder(encoder)
     documents = texts.documents
     n_bytes = texts.n_bytes
     repeats = max(1, min(5, int(2_000_000 // max(n_bytes, 1))))
+    if chosen.name != "canonical":  # Python encoders: build their tables outside the timing, and time them once
+        chosen.encode_batch(tokenizer, documents[:1])
+        repeats = 1
     best = math.inf
     for _ in range(repeats):
         started = time.perf_counter()
-        encoded = tokenizer.encode_batch(documents)
+        encoded = chosen.encode_batch(tokenizer, documents)
         best = min(best, time.perf_counter() - started)
     lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
     all_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in encoded]) if len(encoded) else np.zeros(0, np.int64)
@@ -90,7 +99,7 @@ def measure_tokenizer(tokenizer: Tokenizer, texts: TextSet, *, renyi_alpha: floa
     counts = np.bincount(all_ids, minlength=tokenizer.vocab_size)
     words = split = 0
     for doc in documents:
-        w, s = _split_words(tokenizer, doc)
+        w, s = _split_words(tokenizer, doc, chosen)
         words += w
         split += s
     failures = sum(1 for doc, ids in zip(documents, encoded) if tokenizer.decode(ids) != doc)
@@ -102,7 +111,7 @@ def measure_tokenizer(tokenizer: Tokenizer, texts: TextSet, *, renyi_alpha: floa
         renyi_alpha=renyi_alpha, renyi_efficiency=renyi_efficiency(counts, tokenizer.vocab_size, renyi_alpha) if tokens else math.nan,
         vocab_used=used, vocab_used_share=used / tokenizer.vocab_size, vocab_size=tokenizer.vocab_size,
         round_trip_share=1 - failures / len(documents) if documents else math.nan, round_trip_failures=failures,
-        encode_mb_per_second=n_bytes / 1e6 / best if best > 0 else math.inf,
+        encode_mb_per_second=n_bytes / 1e6 / best if best > 0 else math.inf, encoder=chosen.name,
     )
 
 
