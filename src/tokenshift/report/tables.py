@@ -31,6 +31,15 @@ def measurement_table(measurements: Sequence[Any], title: str = "Tokenizers") ->
     return table
 
 
+def savings_table(savings: Sequence[Any]) -> Table:
+    table = Table(title="Savings against the stage-1 BPE (same size, same training text)")
+    for column in ("tokenizer", "text", "tokens", "stage-1 BPE tokens", "fewer tokens"):
+        table.add_column(column, justify="left" if column in ("tokenizer", "text") else "right")
+    for s in savings:
+        table.add_row(s.tokenizer, s.text, f"{s.tokens:,}", f"{s.baseline_tokens:,}", f"{s.savings:+.2%}")
+    return table
+
+
 def premium_table(premiums: Sequence[Any]) -> Table:
     table = Table(title="Token premium on parallel text")
     for column in ("tokenizer", "text", "reference", "tokens", "reference tokens", "premium"):

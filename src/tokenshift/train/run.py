@@ -14,6 +14,7 @@ from typing import Any, Literal
 from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer
 from ..tokenizer.core import roles_from_names
+from .heldout import DEFAULT_SHARE
 from .pretokenize import DIGIT_SCHEMES, word_pattern
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,9 @@ CHANGE_SAMPLE_BYTES = 1_000_000
 class TrainConfig:
     """What to train. ``digits`` None: the ``like`` tokenizer's scheme if given, else group3-left.
     ``protect`` (extension only): text specs whose tokenization should change as little as possible;
-    None: :data:`DEFAULT_PROTECT`, ``()``: nothing."""
+    None: :data:`DEFAULT_PROTECT`, ``()``: nothing. SuperBPE: ``transition`` "auto" (chosen on the
+    held-out slice), a fraction of the vocabulary or a size; ``held_out``: the share of the training
+    text held out to choose and check it (0: train on everything, fixed transition, unchecked)."""
 
     vocab_size: int
     kind: Kind = "bpe"
@@ -40,9 +43,10 @@ class TrainConfig:
     extend: str | None = None
     protect: tuple[str, ...] | None = None
     special_tokens: tuple[str, ...] = ()
-    transition: float | int = 0.8
+    transition: float | int | str = "auto"
     max_words: int = 4
     min_frequency: int = 2
+    held_out: float = DEFAULT_SHARE
 
     @property
     def protected_texts(self) -> tuple[str, ...]:
@@ -57,7 +61,10 @@ class TrainReport:
     the trained tokenizer (``pre_tokenizer``: the llama.cpp names whose pre-tokenization it equals).
     Extensions also report ``base_vocab_size`` and ``token_changes``: per training and protected
     text, the share of the base's tokens the extension changes (on the leading
-    :data:`CHANGE_SAMPLE_BYTES` of each)."""
+    :data:`CHANGE_SAMPLE_BYTES` of each). SuperBPE reports ``superbpe`` (how the transition was
+    chosen: :class:`.transition.TransitionReport`) and ``savings_vs_bpe``: per training text (leading
+    :data:`CHANGE_SAMPLE_BYTES`) and on the held-out slice, 1 - tokens / tokens of the stage-1 BPE
+    taken to the same size on the same text (written beside it as ``bpe/``)."""
 
     config: dict[str, Any]
     texts: list[str]
@@ -70,6 +77,8 @@ class TrainReport:
     pre_tokenizer: list[str] = field(default_factory=list)
     base_vocab_size: int | None = None
     token_changes: dict[str, float] = field(default_factory=dict)
+    superbpe: dict[str, Any] | None = None
+    savings_vs_bpe: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -91,7 +100,18 @@ class _CorpusCounter:
             yield doc
 
 
-TRAINERS: dict[str, Callable[..., Any]] = {}
+@dataclass(frozen=True)
+class Trained:
+    """A trainer's output: the backend, and for a checked SuperBPE the baseline BPE, the choice report
+    and the held-out documents it was measured on."""
+
+    backend: Any
+    bpe: Any = None
+    transition: Any = None
+    held_out: list[str] = field(default_factory=list)
+
+
+TRAINERS: dict[str, Callable[..., Trained]] = {}
 
 
 def _register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -104,21 +124,26 @@ def _register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 @_register("bpe")
 def _train_bpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool,
-               length: int | None) -> Any:
+               length: int | None) -> Trained:
     from .bpe import train_bpe
 
-    return train_bpe(documents, vocab_size=config.vocab_size, pattern=word_pattern(digits), special_tokens=specials,
-                     min_frequency=config.min_frequency, show_progress=show_progress, length=length)
+    return Trained(train_bpe(documents, vocab_size=config.vocab_size, pattern=word_pattern(digits), special_tokens=specials,
+                             min_frequency=config.min_frequency, show_progress=show_progress, length=length))
 
 
 @_register("superbpe")
 def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool,
-                    length: int | None) -> Any:
-    from .superbpe import train_superbpe
+                    length: int | None) -> Trained:
+    from .superbpe import train_superbpe, train_superbpe_checked
 
-    return train_superbpe(documents, vocab_size=config.vocab_size, digits=digits, special_tokens=specials,
-                          transition=config.transition, max_words=config.max_words, min_frequency=config.min_frequency,
-                          show_progress=show_progress, length=length)
+    if config.held_out == 0:
+        return Trained(train_superbpe(documents, vocab_size=config.vocab_size, digits=digits, special_tokens=specials,
+                                      transition=config.transition, max_words=config.max_words,  # type: ignore[arg-type]
+                                      min_frequency=config.min_frequency, show_progress=show_progress, length=length))
+    checked = train_superbpe_checked(documents, vocab_size=config.vocab_size, digits=digits, special_tokens=specials,
+                                     transition=config.transition, held_out_share=config.held_out, max_words=config.max_words,
+                                     min_frequency=config.min_frequency, show_progress=show_progress, length=length)
+    return Trained(checked.tokenizer, checked.bpe, checked.report, checked.held_out)
 
 
 # The Rust trainer allocates per id up front; beyond this it can abort the process instead of raising.
@@ -142,6 +167,14 @@ def _validate(config: TrainConfig) -> None:
                          "do not combine it with --like, --digits or --kind superbpe")
     if config.extend is None and config.protect:
         raise ValueError("--protect only applies to --extend (it keeps the base's tokenization of that text)")
+    if not 0 <= config.held_out < 0.5:
+        raise ValueError(f"--held-out {config.held_out} must be a share between 0 and 0.5 (0.05 holds out 5% of the text; "
+                         "0 trains on everything, with a fixed --transition)")
+    if config.kind == "superbpe" and config.held_out == 0 and config.transition == "auto":
+        raise ValueError("--transition auto chooses the transition on held-out text, and --held-out 0 holds none out; "
+                         "pass a --held-out share or a fixed --transition")
+    if isinstance(config.transition, str) and config.transition != "auto":
+        raise ValueError(f"--transition {config.transition!r} is not 'auto', a fraction of the vocabulary or a size")
 
 
 def train_tokenizer(
@@ -171,6 +204,7 @@ def train_tokenizer(
     documents = corpus.wrap(iter_documents(texts), on_document)
     like = load_tokenizer(config.like) if config.like else None
     base = None
+    trained: Trained | None = None
     if config.extend is not None:
         from .extend import extend_tokenizer
 
@@ -185,7 +219,8 @@ def train_tokenizer(
         wanted = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
         specials = list(dict.fromkeys([*(_like_specials(like) if like else []), *config.special_tokens]))
         length = count_documents(texts) if show_progress else None
-        backend = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length)
+        trained = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length)
+        backend = trained.backend
         if like is not None:
             from .like import dress_like
 
@@ -207,6 +242,8 @@ def train_tokenizer(
         pre_tokenizer=matching_names(tokenizer.backend) if tokenizer.kind == "byte-level" else [],
         base_vocab_size=base.vocab_size if base is not None else None,
         token_changes=_token_changes(base, tokenizer, [*texts, *config.protected_texts]) if base is not None else {},
+        superbpe=trained.transition.to_json() if trained is not None and trained.transition is not None else None,
+        savings_vs_bpe=_savings_vs_bpe(trained, texts) if trained is not None and trained.bpe is not None else {},
         versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
@@ -214,11 +251,26 @@ def train_tokenizer(
 
         def write(tmp: Path) -> None:
             tokenizer.save(tmp)
+            if trained is not None and trained.bpe is not None:
+                Tokenizer(trained.bpe, name=f"bpe-{config.vocab_size}", special=roles_from_names(trained.bpe, adds_bos=False)).save(tmp / "bpe")
             write_json(tmp / "train.json", report.to_json())
             write_card(tmp, card_for_train(report, name=Path(out).name))
 
         write_folder(Path(out), write, point="train:written")
     return tokenizer, report
+
+
+def _savings_vs_bpe(trained: Trained, specs: list[str]) -> dict[str, float]:
+    """1 - tokens / BPE tokens, per training text spec (leading documents) and on the held-out slice."""
+    from ..data import load_texts
+    from .transition import count_tokens
+
+    savings = {}
+    for name, documents in [*((spec, load_texts(spec, max_bytes=CHANGE_SAMPLE_BYTES).documents) for spec in dict.fromkeys(specs)),
+                            ("held-out", trained.held_out)]:
+        baseline = count_tokens(trained.bpe, documents)
+        savings[name] = round(1 - count_tokens(trained.backend, documents) / baseline, 6) if baseline else 0.0
+    return savings
 
 
 def _token_changes(base: Tokenizer, tokenizer: Tokenizer, specs: list[str]) -> dict[str, float]:

@@ -10,6 +10,10 @@ is a union of whole stage-1 pretokens and no stage-1 merge can join two of them,
 training segmentation exactly.
 
 Memory is proportional to the distinct word runs (counted in one pass), never to the corpus.
+
+:func:`train_superbpe_checked` (what ``tokenshift train --kind superbpe`` runs) holds out a slice of
+the text (:mod:`.heldout`), trains stage 1 once to the full vocabulary, chooses the transition on
+the slice (:mod:`.transition`) and returns the BPE instead when superwords do not pay there.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .bpe import train_bpe
+from .heldout import DEFAULT_SHARE, hold_out
 from .merges import Segmentation, append_merges_to_spec, encode_chunks, learn_merges
 from .pretokenize import byte_level_pre_tokenizer_json, superword_pattern, word_pattern
+from .transition import AUTO_CANDIDATES, TransitionReport, choose_transition, resolve, truncate_bpe
 
 if TYPE_CHECKING:
     import tokenizers
@@ -107,20 +114,89 @@ def train_superbpe(
     show_progress: bool = False,
     length: int | None = None,
 ) -> tokenizers.Tokenizer:
-    """Train SuperBPE to ``vocab_size`` ids. ``transition``: stage-1 vocabulary size, as a count or a
-    fraction of ``vocab_size``."""
-    from tokenizers import Tokenizer
+    """Train SuperBPE to ``vocab_size`` ids on all of ``documents``, at a fixed ``transition``: stage-1
+    vocabulary size, as a count or a fraction of ``vocab_size``. :func:`train_superbpe_checked`
+    chooses the transition on held-out text and never returns worse than BPE."""
+    t = _check(vocab_size, special_tokens, transition, max_words)
+    runs, counted = count_word_runs(documents, digits)
+    stage1 = train_bpe(counted, vocab_size=t, pattern=word_pattern(digits), special_tokens=special_tokens,
+                       min_frequency=min_frequency, show_progress=show_progress, length=length)
+    return add_superwords(stage1, runs, vocab_size=vocab_size, digits=digits, max_words=max_words,
+                          min_frequency=min_frequency, show_progress=show_progress)
 
-    t = int(round(transition * vocab_size)) if isinstance(transition, float) else int(transition)
+
+def _check(vocab_size: int, special_tokens: list[str], transition: float | int, max_words: int) -> int:
+    t = resolve(transition, vocab_size)
     if not 256 + len(special_tokens) < t <= vocab_size:
         raise ValueError(f"transition point {t} must lie between the byte alphabet ({256 + len(special_tokens)}) and the vocabulary size ({vocab_size})")
     if max_words < 1:
         raise ValueError(f"max_words must be at least 1, got {max_words}")
-    runs, counted = count_word_runs(documents, digits)
-    stage1 = train_bpe(counted, vocab_size=t, pattern=word_pattern(digits), special_tokens=special_tokens,
-                       min_frequency=min_frequency, show_progress=show_progress, length=length)
+    return t
+
+
+def add_superwords(stage1: tokenizers.Tokenizer, runs: Counter[str], *, vocab_size: int, digits: str, max_words: int,
+                   min_frequency: int, show_progress: bool = False) -> tokenizers.Tokenizer:
+    """Stage 2: ``stage1`` plus superword merges learned over the word ``runs`` up to ``vocab_size`` ids."""
+    from tokenizers import Tokenizer
+
     merges = learn_merges(stage1, encode_word_runs(stage1, runs), n_merges=vocab_size - stage1.get_vocab_size(with_added_tokens=True),
                           max_token_pieces=max_words, min_frequency=min_frequency, show_progress=show_progress)
     spec = append_merges_to_spec(json.loads(stage1.to_str()), merges)
     spec["pre_tokenizer"] = byte_level_pre_tokenizer_json(superword_pattern(digits))
     return Tokenizer.from_str(json.dumps(spec, ensure_ascii=False))
+
+
+@dataclass(frozen=True)
+class CheckedSuperBPE:
+    """What :func:`train_superbpe_checked` returns. ``tokenizer``: SuperBPE, or ``bpe`` when superwords
+    did not pay on the held-out slice (``report.fallback``); ``bpe``: the stage-1 run taken to the full
+    vocabulary, trained on the same text."""
+
+    tokenizer: tokenizers.Tokenizer
+    bpe: tokenizers.Tokenizer
+    report: TransitionReport
+    held_out: list[str]
+
+
+def train_superbpe_checked(
+    documents: Iterable[str],
+    *,
+    vocab_size: int,
+    digits: str,
+    special_tokens: list[str],
+    transition: float | int | str = "auto",
+    held_out_share: float = DEFAULT_SHARE,
+    max_words: int = 4,
+    min_frequency: int = 2,
+    show_progress: bool = False,
+    length: int | None = None,
+) -> CheckedSuperBPE:
+    """SuperBPE trained on ``documents`` less a held-out slice (:func:`.heldout.hold_out`), with the
+    transition chosen on that slice (``"auto"``, :func:`.transition.choose_transition`) or fixed, and
+    checked against the BPE of the same size trained on the same text: never worse on the slice."""
+    if transition == "auto":
+        transitions = [resolve(share, vocab_size) for share in AUTO_CANDIDATES]
+        transitions = [t for t in dict.fromkeys(transitions) if 256 + len(special_tokens) < t < vocab_size]
+        if not transitions:
+            raise ValueError(f"--vocab-size {vocab_size} leaves no room for superwords after the byte alphabet; ask for more")
+        for t in transitions:
+            _check(vocab_size, special_tokens, t, max_words)
+    elif isinstance(transition, str):
+        raise ValueError(f"transition must be 'auto', a fraction of the vocabulary or a size, got {transition!r}")
+    else:
+        transitions = [_check(vocab_size, special_tokens, transition, max_words)]
+    training, held = hold_out(documents, share=held_out_share)
+    runs, counted = count_word_runs(training, digits)
+    bpe = train_bpe(counted, vocab_size=vocab_size, pattern=word_pattern(digits), special_tokens=special_tokens,
+                    min_frequency=min_frequency, show_progress=show_progress, length=length)
+    if not held.documents:
+        raise ValueError(f"no text was held out ({held_out_share:.0%} of too few blocks); give more text, or pass --held-out 0 "
+                         "with a fixed --transition to train on everything unchecked")
+
+    def build(t: int) -> tokenizers.Tokenizer:
+        return add_superwords(truncate_bpe(bpe, t), runs, vocab_size=vocab_size, digits=digits, max_words=max_words,
+                              min_frequency=min_frequency, show_progress=show_progress)
+
+    tokenizer, report = choose_transition(build, bpe, held.documents, vocab_size=vocab_size, transitions=transitions,
+                                          mode="auto" if transition == "auto" else "fixed", held_out_share=held_out_share)
+    return CheckedSuperBPE(tokenizer, bpe, report, held.documents)
