@@ -1,5 +1,6 @@
-"""Benchmark: GGUF export of smollm2-135m, per dtype: export wall time (loading included), file size, and
-bits per byte of the export read back through transformers' GGUF reader against the HF model.
+"""Benchmark: GGUF export of a model (an asset such as smollm2-135m or gemma3-270m, or a folder such as a
+transplanted model), per dtype: export wall time (loading included), file size, and bits per byte of the
+export read back through transformers' GGUF reader against the HF model.
 
 The read-back model is dequantized to float32 by transformers; its tokenizer is the file's vocabulary
 with llama.cpp's pre-tokenizer for ``tokenizer.ggml.pre`` (:func:`tokenshift.export.load_gguf`), so
@@ -13,6 +14,11 @@ f32 KV cache and without repacked weight buffers (see :func:`llama_cpp_nats`).
 
     python bench/export.py [--model smollm2-135m] [--dtypes f32 f16 bf16 q8_0] [--bpb-dtypes f32]
                            [--text wiki-fr:test] [--max-bytes 8000] [--keep DIR] [--no-llama-cpp]
+
+    # a transplanted model: smollm2's tokenizer extended for French, moved onto smollm2-135m
+    tokenshift train --text wiki-fr:train --vocab-size 50176 --extend smollm2 --out /tmp/x-tok
+    tokenshift transplant smollm2-135m /tmp/x-tok --out /tmp/x-model
+    python bench/export.py --model /tmp/x-model
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ def main() -> None:
     from tokenshift.modeling import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default="smollm2-135m", help="model asset or folder (e.g. from tokenshift transplant)")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--bpb-dtypes", nargs="*", default=["f32"], choices=list(DTYPES),
                         help="exports to read back and score (each is a dequantized fp32 model in memory)")
@@ -88,11 +94,12 @@ def main() -> None:
     rows = [("HF model (safetensors)", "-", "-", "-", reference.tokens, reference.bits_per_byte, "-", None)]
     with tempfile.TemporaryDirectory(prefix="tokenshift-bench-export-") as scratch:
         folder = args.keep or Path(scratch)
+        stem = Path(args.model).name  # a folder's name, not its path
         for dtype in args.dtypes:
-            report = export_gguf(args.model, folder / f"{args.model}-{dtype}.gguf", dtype=dtype)
+            report = export_gguf(args.model, folder / f"{stem}-{dtype}.gguf", dtype=dtype)
             tokens, bpb = "-", None
             if dtype in args.bpb_dtypes:
-                result = evaluate_loaded(load_gguf(report.out, name=f"{args.model}-{dtype}.gguf"), texts)
+                result = evaluate_loaded(load_gguf(report.out, name=f"{stem}-{dtype}.gguf"), texts)
                 tokens, bpb = result.tokens, result.bits_per_byte
             llama_tokens, llama_bpb = "-", None
             if use_llama_cpp:

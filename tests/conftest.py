@@ -30,6 +30,69 @@ def train_byte_level_bpe(vocab_size: int = 320, specials: tuple[str, ...] = ("<|
     return backend
 
 
+SPM_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>")
+SPM_USER_DEFINED = ("\n", "\n\n")
+SPM_SPACE_RUNS = ("▁▁", "▁▁▁", "▁▁▁▁")
+
+
+def all_splits(pieces: list[str]) -> list[tuple[str, str]]:
+    """Every way of cutting a piece into two pieces, best first: by the piece's rank, then longer left
+    side first (transformers' ``generate_merges``, which turns a SentencePiece model into a BPE)."""
+    rank = {piece: index for index, piece in enumerate(pieces)}
+    merges = [(piece[:cut], piece[cut:], rank[piece]) for piece in pieces for cut in range(1, len(piece))
+              if piece[:cut] in rank and piece[cut:] in rank]
+    merges.sort(key=lambda m: (m[2], -len(m[0])))
+    return [(a, b) for a, b, _ in merges]
+
+
+def spm_style_backend(pieces: list[str] | None = None, *, learned: int = 260, extra_merges: tuple[tuple[str, str], ...] = ()):
+    """A Gemma-like SentencePiece-style BPE and its pieces: specials, user-defined newlines, ▁ runs, 256
+    byte tokens, then the pieces of a BPE (``learned`` ids) learned on the synthetic corpus, every split
+    of a piece listed as a merge; ``extra_merges`` appended after (as ``train --extend`` appends them),
+    each adding the token it spells."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if pieces is None:
+        learner = Tokenizer(models.BPE())
+        learner.normalizer = normalizers.Replace(" ", "▁")
+        learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+        learner.train_from_iterator(synthetic_corpus(), trainer=trainers.BpeTrainer(vocab_size=learned, show_progress=False))
+        ordered = sorted(learner.get_vocab().items(), key=lambda item: item[1])
+        pieces = [*SPM_SPECIALS, *SPM_USER_DEFINED, *SPM_SPACE_RUNS, *(f"<0x{b:02X}>" for b in range(256)),
+                  *(token for token, _ in ordered if token not in SPM_SPACE_RUNS)]
+    merges = all_splits(pieces) + list(extra_merges)
+    vocab = {piece: index for index, piece in enumerate(pieces)}
+    for a, b in extra_merges:
+        vocab.setdefault(a + b, len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    backend.normalizer = normalizers.Replace(" ", "▁")
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")  # Gemma's: a no-op after the normalizer
+    backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPM_SPECIALS])
+    backend.add_tokens([AddedToken(t, normalized=False, special=False) for t in SPM_USER_DEFINED])
+    backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
+    return backend, pieces
+
+
+def spm_extension_pair(pieces: list[str], *, unique: bool) -> tuple[str, str]:
+    """Two learned pieces whose join is no piece yet: with ``unique``, a join with no other split into
+    pieces (llama.cpp then joins exactly as the merge does); without, one that also splits another way."""
+    vocab = set(pieces)
+    normal = pieces[len(SPM_SPECIALS) + len(SPM_USER_DEFINED) + len(SPM_SPACE_RUNS) + 256:]
+    for a in normal:
+        for b in normal:
+            joined = a + b
+            if joined in vocab:
+                continue
+            splits = {(joined[:i], joined[i:]) for i in range(1, len(joined)) if joined[:i] in vocab and joined[i:] in vocab}
+            # the join as one side of a split of a longer piece: llama.cpp would join that too
+            longer = any(p != joined and ((p.startswith(joined) and p[len(joined):] in vocab)
+                                          or (p.endswith(joined) and p[:-len(joined)] in vocab)) for p in vocab)
+            if unique == (splits == {(a, b)} and not longer):
+                return a, b
+    raise AssertionError("no such pair in the tiny vocabulary")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run several times faster on one thread than on cores shared with other work;

@@ -4,6 +4,7 @@ The real smollm2-135m is exported (f32 and q8_0); llama.cpp loads each file, tok
 strings exactly as the Hugging Face tokenizer does, and gives the same log-probabilities of a short text
 as transformers (the same id sequence fed to both). The product's case is checked too: a tokenizer
 extended for French (it keeps SmolLM2's pre-tokenizer, with new merges), transplanted and exported.
+So is the real gemma3-270m, whose SentencePiece-style vocabulary llama.cpp tokenizes by scores.
 
 All tests here are slow: ``make test-slow`` builds llama-cpp-python from its sdist first (3.6 minutes
 on 2 idle cores, 11 on 2 busy ones), then this file takes about 70 s; without ``llama_cpp`` importable
@@ -291,3 +292,44 @@ def test_an_extended_transplanted_model_exports_and_llama_cpp_agrees(transplante
     error = float(np.abs(llama_cpp_logprobs(report.out, ids) - transformers_logprobs(loaded.model, ids)).max())
     print(f"extended f32: max |Δ log p| {error:.2e} nats over {len(ids) - 1} tokens")
     assert error <= LOGPROB_BOUNDS["f32"][0], error
+
+
+# -- Gemma-3: a SentencePiece-style vocabulary (tokenizer.ggml.model = llama) --------------------
+
+GEMMA = "gemma3-270m"
+# Measured with llama-cpp-python 0.3.36 on an x86 CPU: max 4.6e-3 nats, mean NLL 1.0e-4 apart (SmolLM2: 2.6e-5).
+# Not llama.cpp's fp16 GELU table (emulating it in transformers moves the max to 5.5e-3); Gemma's large
+# activations (norm weights up to 62, embeddings scaled by sqrt(640)) magnify float32 rounding.
+GEMMA_LOGPROB_BOUNDS = (1e-2, 1e-3)
+
+
+@pytest.fixture(scope="module")
+def gemma(llama_cpp, tmp_path_factory):
+    from conftest import require_assets
+    from tokenshift.export import export_gguf
+    from tokenshift.modeling import load_model
+
+    require_assets(GEMMA, "wiki-en", "wiki-fr", "wiki-es")
+    report = export_gguf(GEMMA, tmp_path_factory.mktemp("gemma3-gguf") / f"{GEMMA}-f32.gguf")
+    return report, load_model(GEMMA, dtype="float32", device="cpu")
+
+
+def test_llama_cpp_tokenizes_1000_strings_like_the_gemma3_tokenizer(gemma):
+    report, hf = gemma
+    strings = varied_strings(wiki_paragraphs())
+    assert (report.pre, report.token_types["byte"], report.token_types["user_defined"]) == ("default", 256, 165)
+    mismatches = tokenization_mismatches(report.out, hf.tokenizer, strings)
+    assert not mismatches, f"{len(mismatches)} of {len(strings)} differ; first: " + "; ".join(mismatches[:5])
+
+
+def test_llama_cpp_gemma3_logprobs_agree_with_transformers(gemma):
+    import numpy as np
+
+    report, hf = gemma
+    ids = short_text_ids(hf)  # <bos> first, as Gemma is run
+    reference = transformers_logprobs(hf.model, ids)
+    ours = llama_cpp_logprobs(report.out, ids)
+    error, mean_error = float(np.abs(ours - reference).max()), abs(float(ours.mean() - reference.mean()))
+    print(f"gemma3 f32: max |Δ log p| {error:.2e} nats over {len(ids) - 1} tokens, mean NLL transformers "
+          f"{-reference.mean():.4f}, llama.cpp {-ours.mean():.4f}")
+    assert math.isfinite(error) and error <= GEMMA_LOGPROB_BOUNDS[0] and mean_error <= GEMMA_LOGPROB_BOUNDS[1], (error, mean_error)

@@ -1,4 +1,4 @@
-"""Export a model and its tokenizer to one GGUF file for llama.cpp (llama and qwen2 architectures)."""
+"""Export a model and its tokenizer to one GGUF file for llama.cpp (llama, qwen2 and gemma3 architectures)."""
 
 from .architectures import ARCHITECTURES as ARCHITECTURES
 from .dtypes import DTYPES as DTYPES

@@ -1,67 +1,50 @@
-"""The ``tokenizer.ggml.*`` metadata of a byte-level BPE vocabulary, as llama.cpp's converter writes it.
+"""The ``tokenizer.ggml.*`` metadata of a tokenizer, as llama.cpp's converter writes it; one format
+per kind of vocabulary (:data:`FORMATS`): byte-level BPE here, SentencePiece-style BPE in
+:mod:`.spm_tokenizer`.
 
-One entry per embedding row (``rows`` may exceed the tokenizer's ids: transplant pads the matrix to a
-multiple of 64)::
+A byte-level BPE becomes ``tokenizer.ggml.model = gpt2``, one entry per embedding row (``rows`` may
+exceed the tokenizer's ids: transplant pads the matrix to a multiple of 64)::
 
     id < tokenizer ids, a BPE token       its byte-level spelling (Ġ for a space)      NORMAL
     id < tokenizer ids, an added token     its text as written                          CONTROL (special, or <|...|>) / USER_DEFINED
     a hole, or a padded row (>= ids)       [PAD{id}]                                    UNUSED (never produced)
 
 plus the merges (``"a b"``, best first), the BOS/EOS/PAD/UNK ids, ``add_bos_token`` /
-``add_eos_token`` and the chat template. ``tokenizer.ggml.model`` is ``gpt2`` (byte-level BPE) and
-``tokenizer.ggml.pre`` the name chosen by :mod:`.pre`.
+``add_eos_token`` and the chat template; ``tokenizer.ggml.pre`` is the name chosen by :mod:`.pre`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..tokenizer import Tokenizer
+from .pre import PreChoice, choose_pre
+from .spm_tokenizer import build_spm_vocabulary, check_spm, spm_pre
+from .vocabulary import Vocabulary as Vocabulary
+from .vocabulary import adds_eos as adds_eos
+from .vocabulary import looks_special
+from .vocabulary import write_tokenizer as write_tokenizer
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """What goes into the GGUF: one token and one ``gguf.TokenType`` value per row, and the merges."""
-
-    tokens: list[str]
-    types: list[int]
-    merges: list[str]
-
-    def type_counts(self) -> dict[str, int]:
-        """How many rows of each token type (``normal``, ``control``, ``user_defined``, ``unused``)."""
-        import gguf
-
-        return {gguf.TokenType(t).name.lower(): n for t, n in sorted(Counter(self.types).items())}
-
-
-def _looks_special(token: str) -> bool:
-    """The converter's ``does_token_look_special``: added tokens it marks CONTROL even when not flagged special."""
-    return (token in ("<pad>", "<mask>", "<2mass>", "[@BOS@]") or (token.startswith("<|") and token.endswith("|>"))
-            or (token.startswith("<｜") and token.endswith("｜>")) or (token.startswith("<unused") and token.endswith(">")))
-
-
-def check_exportable(tokenizer: Tokenizer) -> dict[str, Any]:
-    """The tokenizer's ``model`` table (a byte-level BPE); a one-line ValueError for anything else."""
+def check_byte_level(tokenizer: Tokenizer) -> None:
+    """A one-line ValueError unless the tokenizer is a byte-level BPE."""
     spec = json.loads(tokenizer.backend.to_str())["model"]
-    if spec.get("type") != "BPE" or tokenizer.kind != "byte-level":
+    if spec.get("type") != "BPE":
         raise ValueError(f"tokenizer {tokenizer.name!r} is a {tokenizer.kind} {spec.get('type')} tokenizer; GGUF export "
-                         "writes byte-level BPE vocabularies (tokenizer.ggml.model = gpt2) only")
-    return spec
+                         "writes BPE vocabularies only (byte-level: tokenizer.ggml.model = gpt2; SentencePiece-style: llama)")
 
 
-def build_vocabulary(tokenizer: Tokenizer, rows: int) -> Vocabulary:
-    """Tokens, token types and merges for a model with ``rows`` embedding rows (>= the tokenizer's ids)."""
+def build_byte_level_vocabulary(tokenizer: Tokenizer, rows: int) -> Vocabulary:
+    """Tokens, token types and merges of a byte-level BPE for a model with ``rows`` embedding rows."""
     import gguf
 
-    if rows < tokenizer.vocab_size:
-        raise ValueError(f"tokenizer {tokenizer.name!r} has {tokenizer.vocab_size} ids but the model only {rows} embedding rows")
-    model = check_exportable(tokenizer)
+    model = json.loads(tokenizer.backend.to_str())["model"]
     vocab = tokenizer.backend.get_vocab(with_added_tokens=True)
     by_id = {idx: token for token, idx in vocab.items()}
-    added = {idx: tok for idx, tok in tokenizer.backend.get_added_tokens_decoder().items()}
+    added = dict(tokenizer.backend.get_added_tokens_decoder())
     tokens: list[str] = []
     types: list[int] = []
     for idx in range(rows):
@@ -71,39 +54,50 @@ def build_vocabulary(tokenizer: Tokenizer, rows: int) -> Vocabulary:
             types.append(gguf.TokenType.UNUSED)
         elif idx in added:
             tokens.append(added[idx].content)
-            special = added[idx].special or _looks_special(added[idx].content)
+            special = added[idx].special or looks_special(added[idx].content)
             types.append(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(token)
             types.append(gguf.TokenType.NORMAL)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]  # tokenizers >= 0.20 writes pairs
-    return Vocabulary(tokens=tokens, types=[int(t) for t in types], merges=merges)
+    return Vocabulary(model="gpt2", tokens=tokens, types=[int(t) for t in types], merges=merges)
 
 
-def adds_eos(tokenizer: Tokenizer) -> bool:
-    """Whether the tokenizer's post-processor appends EOS by default."""
-    eos = tokenizer.special.eos
-    if eos is None:
-        return False
-    plain = tokenizer.backend.encode("a", add_special_tokens=False).ids
-    full = tokenizer.backend.encode("a", add_special_tokens=True).ids
-    return len(full) > len(plain) and full[-1] == eos
+def _byte_level_pre(tokenizer: Tokenizer, declared: str | None, forced: str | None) -> PreChoice:
+    return choose_pre(tokenizer, declared=declared, forced=forced)
 
 
-def write_tokenizer(writer: Any, tokenizer: Tokenizer, vocabulary: Vocabulary, *, pre: str) -> None:
-    """Add the ``tokenizer.*`` keys to a ``gguf.GGUFWriter``."""
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(vocabulary.tokens)
-    writer.add_token_types(vocabulary.types)
-    writer.add_token_merges(vocabulary.merges)
-    special = tokenizer.special
-    for role, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id),
-                      ("pad", writer.add_pad_token_id), ("unk", writer.add_unk_token_id)):
-        idx = getattr(special, role)
-        if idx is not None:
-            add(int(idx))
-    writer.add_add_bos_token(bool(special.adds_bos))
-    writer.add_add_eos_token(adds_eos(tokenizer))
-    if tokenizer.chat_template:
-        writer.add_chat_template(tokenizer.chat_template)
+@dataclass(frozen=True)
+class TokenizerFormat:
+    """One way of writing a vocabulary: ``check`` refuses what it cannot write (one line), ``build``
+    makes the :class:`Vocabulary` for ``rows`` embedding rows, ``pre`` picks ``tokenizer.ggml.pre``
+    (``declared``: the source's name; ``forced``: ``--pre``)."""
+
+    kind: str  # Tokenizer.kind
+    ggml_model: str
+    check: Callable[[Tokenizer], Any]
+    build: Callable[[Tokenizer, int], Vocabulary]
+    pre: Callable[[Tokenizer, str | None, str | None], PreChoice]
+
+
+FORMATS: dict[str, TokenizerFormat] = {
+    fmt.kind: fmt
+    for fmt in [
+        TokenizerFormat("byte-level", "gpt2", check_byte_level, build_byte_level_vocabulary, _byte_level_pre),
+        TokenizerFormat("metaspace", "llama", check_spm, build_spm_vocabulary, spm_pre),
+    ]
+}
+
+
+def check_exportable(tokenizer: Tokenizer) -> TokenizerFormat:
+    """The format that writes ``tokenizer``; a one-line ValueError when none can."""
+    fmt = FORMATS[tokenizer.kind]
+    fmt.check(tokenizer)
+    return fmt
+
+
+def build_vocabulary(tokenizer: Tokenizer, rows: int) -> Vocabulary:
+    """The GGUF vocabulary of ``tokenizer`` for a model with ``rows`` embedding rows (>= the tokenizer's ids)."""
+    if rows < tokenizer.vocab_size:
+        raise ValueError(f"tokenizer {tokenizer.name!r} has {tokenizer.vocab_size} ids but the model only {rows} embedding rows")
+    return check_exportable(tokenizer).build(tokenizer, rows)

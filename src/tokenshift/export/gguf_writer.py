@@ -29,7 +29,7 @@ from ..storage import check_output_folder, clean_stale_temporaries, temporary_pr
 from .architectures import ArchSpec, check_architecture, gguf_tensors, write_hparams
 from .dtypes import GgufDType, bytes_per_weight, encode, get_dtype
 from .gguf_tokenizer import build_vocabulary, check_exportable, write_tokenizer
-from .pre import check_pre_name, choose_pre, declared_pre
+from .pre import check_pre_name, declared_pre
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +120,16 @@ def _load(model: str | LoadedModel, trust_remote_code: bool) -> tuple[LoadedMode
 
 
 def _tokenizer_warnings(loaded: LoadedModel, pre: str) -> list[str]:
-    """What llama.cpp will do differently from the tokenizer that the pre-tokenizer check cannot see."""
+    """What llama.cpp will do differently from a byte-level tokenizer that the pre-tokenizer check cannot
+    see (a SentencePiece-style one is checked whole when its vocabulary is built)."""
     import json
 
     from ..tokenizer.pretokenizers import get_pre_tokenization
 
     spec = json.loads(loaded.tokenizer.backend.to_str())
-    warnings = []
+    warnings: list[str] = []
+    if loaded.tokenizer.kind != "byte-level":
+        return warnings
     if spec.get("normalizer"):
         warnings.append(f"the tokenizer normalizes text first ({spec['normalizer'].get('type')}); llama.cpp does not, "
                         "so text that normalization changes is tokenized differently there")
@@ -158,8 +161,7 @@ def export_gguf(
         check_pre_name(pre)  # an unknown or unfit name fails before anything loads
     out = check_output_file(out)
     loaded, arch, declared = _load(model, trust_remote_code)
-    check_exportable(loaded.tokenizer)
-    choice = choose_pre(loaded.tokenizer, declared=declared, forced=pre)
+    choice = check_exportable(loaded.tokenizer).pre(loaded.tokenizer, declared, pre)
     extra = _tokenizer_warnings(loaded, choice.name)
     for warning in extra:
         logger.warning(warning)
@@ -177,7 +179,7 @@ def export_gguf(
         writer = gguf.GGUFWriter(tmp, arch.gguf_arch)
         try:
             writer.add_name(Path(loaded.name).name or loaded.name)
-            write_hparams(writer, config, rows=rows)
+            write_hparams(writer, config, arch, rows=rows)
             writer.add_file_type(int(gguf.LlamaFileType[spec.file_type]))
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
             write_tokenizer(writer, loaded.tokenizer, vocabulary, pre=choice.name)
