@@ -25,8 +25,12 @@ def _stop(value: str | None) -> bytes | None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from ..dynamic.cli import cmd_generate_dynamic, read_prompt
     from .run import generate_bytes, generate_tokens
 
+    args.prompt = read_prompt(args)
+    if args.dynamic:
+        return cmd_generate_dynamic(args)
     if args.back_off is not None and not args.byte_level:
         raise ValueError("--back-off applies to byte-level decoding; add --byte-level")
     if args.byte_level:
@@ -131,11 +135,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("generate", help="continue a prompt; --byte-level decodes in bytes, so the prompt may end mid-token")
     p.add_argument("model", help="model asset, folder or Hugging Face id")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", help="the text to continue (or --prompt-file)")
     p.add_argument("--byte-level", action="store_true", help="decode byte by byte from the exact byte-level model (token healing)")
     p.add_argument("--max-bytes", type=positive_int, default=64, help="bytes to generate at most")
     p.add_argument("--stop", help="stop once the continuation ends with this string (escapes such as \\n allowed)")
     _common(p)
+    from ..dynamic.cli import add_generate_options
+
+    add_generate_options(p)
     p.set_defaults(func=cmd_generate)
 
     from .ensemble import MIXES
