@@ -431,3 +431,27 @@ def test_like_carries_specials_roles_template_and_post_processor(like_folder, co
     auto = AutoTokenizer.from_pretrained(str(tmp_path / "dressed"))
     assert auto("of the")["input_ids"][0] == special.bos == auto.bos_token_id
     assert auto.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "<|im_start|>hi<|im_end|>"
+
+
+def test_protection_drops_merges_that_would_recut_protected_words(tiny_tokenizer, tmp_path, monkeypatch):
+    # Made-up French verb forms share the stem " zqx" with English words that never occur in the French
+    # text, so protecting whole pretokens alone cannot keep English as it was; dropping merges the
+    # English text would use (and everything built on them) can.
+    tiny_tokenizer.save(tmp_path / "base")
+    french = [f"nous zqxons vous zqxez ils zqxent une pomme rouge bien bonne chaque jour {i % 7}" for i in range(300)]
+    english = [f"zqxite zqxation zqxile {i % 5}" for i in range(300)]
+    (tmp_path / "new.txt").write_text("\n".join(french), encoding="utf-8")
+    (tmp_path / "english.txt").write_text("\n".join(english), encoding="utf-8")
+    config = TrainConfig(vocab_size=tiny_tokenizer.vocab_size + 8, extend=str(tmp_path / "base"), protect=(str(tmp_path / "english.txt"),))
+    from tokenshift.train import extend
+
+    reports = {}
+    for share in (float("inf"), extend.PROTECTED_USE_SHARE):
+        monkeypatch.setattr(extend, "PROTECTED_USE_SHARE", share)
+        monkeypatch.setattr(extend.drop_protected_merges, "__kwdefaults__", {"share": share, "max_rounds": 5})
+        extended, reports[share] = train_tokenizer([str(tmp_path / "new.txt")], config)
+    english_key = str(tmp_path / "english.txt")
+    assert reports[float("inf")].token_changes[english_key] > 0  # whole-pretoken protection lets " mang" re-cut English
+    assert reports[extend.PROTECTED_USE_SHARE].token_changes[english_key] == 0.0
+    assert reports[extend.PROTECTED_USE_SHARE].token_changes[str(tmp_path / "new.txt")] > 0
+    assert extended.vocab_size == tiny_tokenizer.vocab_size + 8  # spare merges took the dropped ones' places
