@@ -82,6 +82,11 @@ def make_batches(windows: list[Window], *, batch_tokens: int, max_batch: int = 2
     return batches
 
 
+class NonFiniteLikelihood(ValueError):
+    """The model's log-likelihood of the text is NaN or infinite (half precision overflow, or weights
+    that diverged in training)."""
+
+
 def score_windows(
     model: Any,
     windows: list[Window],
@@ -99,5 +104,5 @@ def score_windows(
         if on_batch is not None:
             on_batch(sum(w.scored for w in batch))
     if not math.isfinite(total):
-        raise ValueError("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
+        raise NonFiniteLikelihood("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
     return total

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..data import TextSet
 from ..tokenizer import Tokenizer
+from ..tokenizer.encoders import StochasTok
 from .budget import Deadline
 from .config import HealConfig, stage_steps
 from .data import batch_indices, make_batch
@@ -99,6 +100,7 @@ class Session:
 def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
     """Bits per byte of the student on every evaluation set, appended to the curve (main process)."""
     from ..evaluate import evaluate_loaded
+    from ..evaluate.scoring import NonFiniteLikelihood
     from ..modeling.load import LoadedModel
 
     acc = session.accelerator
@@ -111,7 +113,13 @@ def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
         loaded = LoadedModel(model=model, tokenizer=session.tokenizer, name=session.name, device=str(acc.device),
                              dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
         with acc.autocast():
-            results = {texts.name: evaluate_loaded(loaded, texts).bits_per_byte for texts in session.eval_sets}
+            for texts in session.eval_sets:
+                try:
+                    results[texts.name] = evaluate_loaded(loaded, texts).bits_per_byte
+                except NonFiniteLikelihood:
+                    # Training diverged (weights went NaN or inf): infinitely worse, so the guard drops this state.
+                    logger.warning("step %d: the model's likelihood of %s is not finite (training diverged)", state.step, texts.name)
+                    results[texts.name] = float("inf")
         model.train(was_training)
     acc.wait_for_everyone()
     state.eval_seconds += time.perf_counter() - started
@@ -213,6 +221,7 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
         evaluate_now(session, state)
     steps = session.steps_per_stage
     world, rank = acc.num_processes, acc.process_index
+    splitter = StochasTok(session.tokenizer, config.stochastok, seed=config.seed) if config.stochastok else None
     run_started = time.perf_counter()
     for index, (stage, n_steps) in enumerate(zip(config.stages, steps)):
         first, last = sum(steps[:index]), sum(steps[: index + 1])
@@ -248,7 +257,8 @@ def train(session: Session, *, resume_from: Path | None = None, progress: Progre
                 indices = batch_indices(state.step, n_pieces=len(session.pieces), batch_size=config.batch_size, rank=rank,
                                         world=world, seed=config.seed)
                 batch = make_batch([session.pieces[i] for i in indices], session.tokenizer, session.teacher_tokenizer,
-                                   seq_len=config.seq_len, teacher_len=session.teacher_len).to(acc.device)
+                                   seq_len=config.seq_len, teacher_len=session.teacher_len, stochastok=splitter,
+                                   stream=(state.step, rank)).to(acc.device)
                 counts = torch.tensor([batch.tokens, batch.teacher_tokens, batch.bytes, batch.truncated], device=acc.device)
                 counts = acc.reduce(counts, reduction="sum") if world > 1 else counts
                 tokens, teacher_tokens, n_bytes, truncated = (int(x) for x in counts.tolist())

@@ -15,6 +15,8 @@ cached pieces guards against fitting the head to the training text.
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import time
 from typing import Any
@@ -25,6 +27,8 @@ from ...modeling.logprobs import logit_softcap
 from ..data import cut_pieces, make_batch
 from ..rows import autocast
 from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+
+logger = logging.getLogger(__name__)
 
 CACHE_SHARE = 0.3  # of the phase's time spent on the forward pass that fills the cache (as much again goes to the fixed rows' softmax part)
 LOGIT_ROWS = 2048  # positions per block when computing the fixed rows' part of the softmax
@@ -137,7 +141,13 @@ def fit_head(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseR
     random.Random(config.seed + 1).shuffle(pieces)
     hidden_list, target_list, seen = cache_hidden_states(ctx, pieces, seconds=seconds * CACHE_SHARE, tokens=tokens)
     if len(hidden_list) < 2:
-        raise ValueError("fit-head: too little training text (or time) to cache two pieces; give more text or minutes")
+        if len(pieces) < 2:
+            raise ValueError("fit-head: too little training text to cache two pieces; give more text")
+        # The budget ran out before two pieces were cached (a short --minutes on a slow or busy machine):
+        # the phase does nothing rather than stopping the run, and what the earlier phases did is kept.
+        logger.warning("fit-head: no time left to cache two pieces of text; the head is left as it was")
+        return PhaseResult("fit-head", round(time.perf_counter() - wall, 3), seen, "next-token loss on cached positions (nats)",
+                           math.nan, math.nan, details={"skipped": "no time left to cache two pieces of text"})
     cache_seconds = spent()
     n_val = max(1, len(hidden_list) // 10)
     added = untie_head(model)
