@@ -11,7 +11,13 @@ byte on the test split of the new language against SmolLM2's (whole split and it
 bytes), whether every digit of 2,000 random strings stays one token, the share of wiki-en:test's
 tokens that change, and training time.
 
-    python bench/train.py [--vocab 32768 49152] [--langs en fr es] [--sections main extension]
+A transfer section: tokenizers trained on wiki-en/fr/es:train, savings against tokenshift bpe on the
+wiki test splits and on text of another domain, Linux manual pages (the man-* assets: Debian's
+manpages in en, fr, es, and de and it, two languages the tokenizers were not trained on); SuperBPE
+with the transition chosen on its held-out slice (the default) and at the fixed 0.8 it used before,
+and training time against HF BPE in the same run.
+
+    python bench/train.py [--vocab 32768 49152] [--langs en fr es] [--sections main extension transfer]
 """
 
 from __future__ import annotations
@@ -55,8 +61,9 @@ def worker(trainer: str, vocab: int, texts: list[str], out: Path) -> None:
     else:
         from tokenshift.train import TrainConfig, train_tokenizer
 
-        kind = trainer.removeprefix("tokenshift-")
-        train_tokenizer(texts, TrainConfig(vocab_size=vocab, kind=kind, special_tokens=("<|endoftext|>",)), out=out)  # type: ignore[arg-type]
+        kind, _, fixed = trainer.removeprefix("tokenshift-").partition("@")  # superbpe@0.8: fixed transition, nothing held out
+        options = {"transition": float(fixed), "held_out": 0.0} if fixed else {}
+        train_tokenizer(texts, TrainConfig(vocab_size=vocab, kind=kind, special_tokens=("<|endoftext|>",), **options), out=out)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
@@ -135,11 +142,63 @@ def extension_section(console) -> None:
     console.print(targets_table("Extension targets (default protection)", checks))
 
 
+TRANSFER_TRAINERS = ("hf-bpe", "tokenshift-bpe", "tokenshift-superbpe", "tokenshift-superbpe@0.8")
+OTHER_DOMAIN = ("en", "fr", "es", "de", "it")  # man-*: Debian's Linux manual pages
+
+
+def transfer_section(args, console) -> None:
+    from rich.table import Table
+
+    from tokenshift.data import load_texts
+    from tokenshift.tokenizer import load_tokenizer
+
+    train_texts = [f"wiki-{lang}:train" for lang in args.langs]
+    split = args.transfer_split
+    texts = {**{f"wiki-{lang}": load_texts(f"wiki-{lang}:{split}").documents for lang in args.langs},
+             **{f"man-{lang}": load_texts(f"man-{lang}:{split}").documents for lang in OTHER_DOMAIN}}
+    table = Table(title=f"Transfer: trained on {' + '.join(train_texts)}; fewer tokens than tokenshift bpe on each {split} split "
+                        "(man-de and man-it: languages not trained on)")
+    for column in ("vocab", "tokenizer", "transition", *texts, "train s", "× HF BPE"):
+        table.add_column(column, justify="left" if column == "tokenizer" else "right")
+    checks = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for vocab in args.vocab:
+            stats, tokenizers = {}, {}
+            for trainer in TRANSFER_TRAINERS:
+                out = Path(scratch) / f"{trainer}-{vocab}"
+                stats[trainer] = run_worker(trainer, vocab, train_texts, out)
+                tokenizers[trainer] = load_tokenizer(out / "tokenizer.json")
+                if trainer == "tokenshift-superbpe":
+                    stats[trainer]["report"] = json.loads((out / "train.json").read_text())["superbpe"]
+            counts = {name: {key: sum(map(len, tok.encode_batch(docs))) for key, docs in texts.items()} for name, tok in tokenizers.items()}
+            anchor = stats["hf-bpe"]["seconds"]
+            for name in ("tokenshift-superbpe", "tokenshift-superbpe@0.8"):
+                fewer = {key: 1 - counts[name][key] / counts["tokenshift-bpe"][key] for key in texts}
+                choice = stats[name].get("report")
+                transition = "0.8 (fixed)" if choice is None else ("BPE (fallback)" if choice["fallback"] else f"{choice['transition'] / vocab:.2f} (auto)")
+                ratio = stats[name]["seconds"] / anchor
+                table.add_row(f"{vocab:,}", name, transition, *(f"{fewer[key]:+.1%}" for key in texts), f"{stats[name]['seconds']:.1f}", f"{ratio:.2f}x")
+                if name == "tokenshift-superbpe":
+                    for lang in args.langs:
+                        checks.append((f"{vocab:,}: man-{lang} fewer tokens than bpe", f"{fewer[f'man-{lang}']:.1%}", ">= 8%", fewer[f"man-{lang}"] >= 0.08))
+                        checks.append((f"{vocab:,}: wiki-{lang} fewer tokens than bpe", f"{fewer[f'wiki-{lang}']:.1%}", ">= 12%", fewer[f"wiki-{lang}"] >= 0.12))
+                    worst = min(fewer, key=fewer.get)
+                    checks.append((f"{vocab:,}: never worse than bpe (worst: {worst})", f"{fewer[worst]:+.1%}", ">= 0", fewer[worst] >= 0))
+                    checks.append((f"{vocab:,}: superbpe time / HF BPE time", f"{ratio:.2f}x", "<= 3x", ratio <= 3))
+            table.add_row(f"{vocab:,}", "tokenshift-bpe", "", *("" for _ in texts), f"{stats['tokenshift-bpe']['seconds']:.1f}",
+                          f"{stats['tokenshift-bpe']['seconds'] / anchor:.2f}x")
+            table.add_row(f"{vocab:,}", "hf-bpe (time anchor)", "", *("" for _ in texts), f"{anchor:.1f}", "1.00x")
+    console.print(table)
+    console.print(targets_table(f"Transfer targets ({split} splits)", checks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", nargs="+", type=int, default=[32768, 49152])
     parser.add_argument("--langs", nargs="+", default=["en", "fr", "es"])
-    parser.add_argument("--sections", nargs="+", default=["main", "extension"], choices=["main", "extension"])
+    parser.add_argument("--sections", nargs="+", default=["main", "extension"], choices=["main", "extension", "transfer"])
+    parser.add_argument("--transfer-split", default="test", choices=["validation", "test"],
+                        help="transfer: the split measured (validation to choose constants, test to report)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--texts", nargs="+", help=argparse.SUPPRESS)
@@ -155,6 +214,8 @@ def main() -> None:
         main_section(args, console)
     if "extension" in args.sections:
         extension_section(console)
+    if "transfer" in args.sections:
+        transfer_section(args, console)
 
 
 def main_section(args, console) -> None:

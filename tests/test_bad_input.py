@@ -27,6 +27,7 @@ CASES: list[tuple[str, str]] = [
     ("evaluate {M} --text {T} --stride 0", "argument --stride: must be a positive integer"),
     ("evaluate {M} --text {T} --batch-tokens 0", "argument --batch-tokens"),
     ("evaluate {M} --text {T} --dtype float64", "argument --dtype: invalid choice"),
+    ("evaluate {M} --text {T} --encoder least-token", "argument --encoder: unknown encoder 'least-token'; did you mean least-tokens"),
     ("evaluate smolm2 --text {T}", "model 'smolm2': not an asset, a local path, or a Hugging Face id (OWNER/NAME); did you mean smollm2-135m"),
     ("evaluate ./no-such-model --text {T}", "no such file or folder"),
     ("evaluate {D} --text {T}", "a folder without config.json, so not a model folder"),
@@ -41,10 +42,15 @@ CASES: list[tuple[str, str]] = [
     ("evaluate {M} --text {T} --report {D}/no-such-folder/r.html",
      "argument --report: {D}/no-such-folder/r.html: the folder {D}/no-such-folder does not exist; create it first"),
     ("evaluate {M} --text {T} --report {D}", "argument --report: {D} is a folder; name the page to write in it, e.g. {D}/report.html"),
+    ("evaluate {M} --text {T} --dynamic-merges -1", "argument --dynamic-merges: must be an integer >= 0, got '-1'"),
+    ("evaluate {M} --text {T} --dynamic-reduction 1.5", "argument --dynamic-reduction: must be in [0, 1), got '1.5'"),
+    ("evaluate {M} --text {T} --dynamic-merges 8 --dynamic-method omp", "argument --dynamic-method: invalid choice: 'omp'"),
+    ("evaluate {M} --text {T} --dynamic-merges 8 --encoder least-tokens", "drop --encoder, --stride and --report"),
     # measure
     ("measure smolm2 --text {T}", "did you mean smollm2"),
     ("measure {M} --text {T} --renyi-alpha 0", "argument --renyi-alpha: must be a positive number"),
     ("measure {M} --text {T} --max-bytes 0", "argument --max-bytes"),
+    ("measure {M} --text {T} --encoder stochastok:2", "argument --encoder: stochastok:P needs P in [0, 1), got 2.0"),
     ("measure {M} --text {T} --reference {D}/missing.txt", "not found"),
     ("measure {M} --text {T} --report {O}.png", "argument --report: {O}.png: name the page FILE.html"),
     ("measure {M} --text {T} --report {D}/written/page.html", "argument --report: {D}/written/page.html already exists; choose another name"),
@@ -66,6 +72,10 @@ CASES: list[tuple[str, str]] = [
     ("train --text {T} --vocab-size 300 --min-frequency 0 --out {O}", "argument --min-frequency"),
     ("train --text {T} --vocab-size 300 --kind superbpe --max-words 0 --out {O}", "argument --max-words"),
     ("train --text {T} --vocab-size 300 --kind superbpe --transition 1.5 --out {O}", "argument --transition"),
+    ("train --text {T} --vocab-size 300 --kind superbpe --transition often --out {O}", "argument --transition: transition must be auto"),
+    ("train --text {T} --vocab-size 300 --kind superbpe --held-out 0.7 --out {O}", "--held-out 0.7 must be a share between 0 and 0.5"),
+    ("train --text {T} --vocab-size 300 --kind superbpe --held-out 0 --out {O}", "pass a --held-out share or a fixed --transition"),
+    ("train --text {T} --vocab-size 300 --kind superbpe --out {O}", "no text was held out"),
     ("train --text {D}/empty.txt --vocab-size 300 --out {O}", "has no non-empty document"),
     # transplant
     ("transplant {M} {M} --option nosuch=3 --out {O}", "no option 'nosuch'"),
@@ -95,6 +105,8 @@ CASES: list[tuple[str, str]] = [
     ("heal {M} --text {T} --steps 1 --checkpoint-dir {T} --out {O}", "is a file, not a folder"),
     ("heal {M} --text {T} --recipe rows --steps 2 --out {O}", "takes --minutes or --tokens, not --steps"),
     ("heal {M} --text {T} --out {O}", "give a budget"),
+    ("heal {M} --text {T} --steps 1 --stochastok 1 --out {O}", "argument --stochastok: must be in [0, 1)"),
+    ("heal {M} --text {T} --minutes 1 --recipe rows --stochastok 0.1 --out {O}", "--stochastok splits the training tokens of the stages recipe"),
     ("heal {M} --text {T} --steps 1 --out {O} --report {D}", "argument --report: {D} is a folder"),
     ("heal {M} --text {T} --steps 1 --out {O} --report {O}/heal.html", "argument --report: {O}/heal.html: the folder {O} does not exist"),
     # generate
@@ -103,6 +115,9 @@ CASES: list[tuple[str, str]] = [
     ("generate {M} --prompt hi --byte-level --beam 0", "argument --beam"),
     ("generate {M} --prompt hi --byte-level --threshold 1.5", "argument --threshold: must be in [0, 1)"),
     ("generate {M} --prompt hi --back-off 2", "add --byte-level"),
+    ("generate {M}", "give the text to continue with --prompt TEXT or --prompt-file FILE"),
+    ("generate {M} --prompt-file {D}/missing.txt", "--prompt-file {D}/missing.txt: not found"),
+    ("generate {M} --prompt hi --dynamic --byte-level", "--dynamic decodes greedily in tokens; drop --byte-level"),
     # ensemble
     ("ensemble {M} --text {T}", "an ensemble needs at least two models"),
     ("ensemble {M} {M} --weights 1 --text {T}", "1 weights for 2 models"),
@@ -116,6 +131,14 @@ CASES: list[tuple[str, str]] = [
     ("export {M} --gguf {O}.bin", "name the output file NAME.gguf"),
     ("export {D}/truncated --gguf {O}.gguf", "model.safetensors is damaged"),
     ("export {M}", "the following arguments are required: --gguf"),
+    ("export {D}/spm-extended --gguf {O}.gguf", "cannot be written as a SentencePiece vocabulary that llama.cpp tokenizes as the BPE does"),
+    # infer-mixture
+    ("infer-mixture {M} --category en", "argument --category: must look like NAME=TEXT"),
+    ("infer-mixture {M} --category en={T}", "needs at least two categories"),
+    ("infer-mixture {M} --category en={T} en={T}", "--category en is given twice"),
+    ("infer-mixture {M} --category en={T} fr={D}/missing.txt", "not found"),
+    ("infer-mixture {M} --category en={T} fr={T} --merges 0", "argument --merges: must be a positive integer"),
+    ("infer-mixture smolm2 --category en={T} fr={T}", "did you mean smollm2"),
     # assets
     ("assets gemma3-27m", "did you mean gemma3-270m"),
     ("assets --list no-such-asset", "unknown asset 'no-such-asset'"),
@@ -143,6 +166,13 @@ def inputs(tmp_path_factory, tiny_model_dir) -> Path:
     (folder / "written").mkdir()
     (folder / "written" / "model.gguf").write_bytes(b"GGUF")  # an export that exists already
     (folder / "written" / "page.html").write_text("<!DOCTYPE html>")  # a report that exists already
+    from conftest import spm_extension_pair, spm_style_backend
+
+    _, pieces = spm_style_backend(learned=50)  # a SentencePiece-style BPE plus a merge llama.cpp would not follow
+    extended, _ = spm_style_backend(pieces, extra_merges=(spm_extension_pair(pieces, unique=False),))
+    assert extended.get_vocab_size(with_added_tokens=True) <= 320  # fits the tiny model's embedding rows
+    shutil.copytree(tiny_model_dir, folder / "spm-extended")
+    extended.save(str(folder / "spm-extended" / "tokenizer.json"))
     truncated = folder / "truncated"
     shutil.copytree(tiny_model_dir, truncated)
     weights = truncated / "model.safetensors"

@@ -90,14 +90,17 @@ def cmd_assets(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .dynamic.cli import cmd_evaluate_dynamic, wants_dynamic
     from .evaluate import evaluate
     from .report import bpb_table, evaluate_page
 
+    if wants_dynamic(args):
+        return cmd_evaluate_dynamic(args)
     with _progress_bar() as bar:
         results = evaluate(args.model, args.text, tokenizer=args.tokenizer, max_bytes=args.max_bytes, context=args.context,
                            stride=args.stride, batch_tokens=args.batch_tokens, conditioning_token=args.bos_token,
                            dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
-                           progress=None if args.json else _Progress(bar))
+                           progress=None if args.json else _Progress(bar), encoder=args.encoder)
     if args.json:
         _print_json([r.to_json() for r in results])
     else:
@@ -109,25 +112,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     from .data import load_texts
-    from .measure import measure_tokenizer, token_premium
+    from .measure import measure_tokenizer, savings_against, stage1_baseline, token_premium
     from .report import measure_page, measurement_table, premium_table
+    from .report.tables import savings_table
     from .tokenizer import load_tokenizer
 
     text_sets = [load_texts(spec, max_bytes=args.max_bytes) for spec in args.text]
     reference = load_texts(args.reference, max_bytes=args.max_bytes) if args.reference else None
-    measurements, premiums = [], []
+    measurements, premiums, savings = [], [], []
     for spec in args.tokenizers:
         tokenizer = load_tokenizer(spec, trust_remote_code=args.trust_remote_code)
-        measurements.extend(measure_tokenizer(tokenizer, t, renyi_alpha=args.renyi_alpha) for t in text_sets)
+        measurements.extend(measure_tokenizer(tokenizer, t, renyi_alpha=args.renyi_alpha, encoder=args.encoder) for t in text_sets)
+        if (baseline := stage1_baseline(spec)) is not None:  # a SuperBPE folder from `tokenshift train`
+            savings.extend(savings_against(tokenizer, baseline, t) for t in text_sets)
         if reference is not None:
             premiums.extend(token_premium(tokenizer, t, reference) for t in text_sets)
     if args.json:
-        _print_json({"measurements": [m.to_json() for m in measurements], "premiums": [p.to_json() for p in premiums]})
+        _print_json({"measurements": [m.to_json() for m in measurements], "premiums": [p.to_json() for p in premiums],
+                     "savings_vs_stage1": [s.to_json() for s in savings]})
     else:
         console = _console()
         console.print(measurement_table(measurements))
         if premiums:
             console.print(premium_table(premiums))
+        if savings:
+            console.print(savings_table(savings))
     if args.report:
         _write_report(measure_page(measurements, premiums), args.report, to_stderr=args.json)
     return 0
@@ -147,13 +156,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transition(value: str) -> float | int:
-    number = float(value)
+def _transition(value: str) -> float | int | str:
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"transition must be auto, a fraction in (0, 1) or a vocabulary size, got {value}") from None
     if 0 < number < 1:
         return number
     if number.is_integer() and number > 1:
         return int(number)
-    raise argparse.ArgumentTypeError(f"transition must be a fraction in (0, 1) or a vocabulary size, got {value}")
+    raise argparse.ArgumentTypeError(f"transition must be auto, a fraction in (0, 1) or a vocabulary size, got {value}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -162,7 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     protect = None if args.protect is None else tuple(t for t in args.protect if t.lower() != "none")
     config = TrainConfig(vocab_size=args.vocab_size, kind=args.kind, digits=args.digits, like=args.like, extend=args.extend,
                          protect=protect, special_tokens=tuple(args.special_tokens or ()), transition=args.transition,
-                         max_words=args.max_words, min_frequency=args.min_frequency)
+                         max_words=args.max_words, min_frequency=args.min_frequency, held_out=args.held_out)
     _, report = train_tokenizer(args.text, config, out=Path(args.out), show_progress=sys.stderr.isatty() and not args.json)
     if args.json:
         _print_json(report.to_json())
@@ -171,6 +185,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"({report.corpus_bytes / 1e6:.1f} MB) in {report.seconds:.1f} s, peak memory {report.peak_rss_mb:,.0f} MB -> {args.out}")
         for spec, share in report.token_changes.items():
             print(f"  {spec}: {share:.2%} of the base's tokens changed")
+        if report.superbpe is not None:
+            print(f"  {report.superbpe['message']}")
+        for spec, share in report.savings_vs_bpe.items():
+            print(f"  {spec}: {share:.2%} fewer tokens than the stage-1 BPE at the same size")
     return 0
 
 
@@ -240,6 +258,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .options import OneLineParser, at_least_two, output_path, positive_float, positive_int, report_path
+    from .tokenizer.encoders import ENCODER_HELP, encoder_option
 
     parser = OneLineParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
@@ -265,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own Python code to run (off by default)")
+    p.add_argument("--encoder", type=encoder_option, default="canonical", metavar="ENCODER", help=ENCODER_HELP)
     p.add_argument("--report", type=report_path, metavar="FILE.html", help="also write a page with plots of the results (self-contained HTML)")
     p.add_argument("--json", action="store_true")
+    from .dynamic.cli import add_evaluate_options
+
+    add_evaluate_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("measure", help="compression, fertility, Rényi efficiency, round trip and speed of tokenizers")
@@ -275,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="parallel text in the reference language: report the token premium of each text against it")
     p.add_argument("--max-bytes", type=positive_int)
     p.add_argument("--renyi-alpha", type=positive_float, default=2.5)
+    p.add_argument("--encoder", type=encoder_option, default="canonical", metavar="ENCODER", help=ENCODER_HELP)
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--report", type=report_path, metavar="FILE.html",
                    help="also write a page with plots: each tokenizer's tokens per byte on each text (self-contained HTML)")
@@ -300,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", choices=["single", "group3-left", "group3-right", "free"],
                    help="number pre-splitting (default: --like's scheme, else group3-left)")
     p.add_argument("--special-tokens", nargs="*", help="extra special tokens (never split or merged)")
-    p.add_argument("--transition", type=_transition, default=0.8, help="superbpe: subword vocabulary before superwords, fraction or size")
+    p.add_argument("--transition", type=_transition, default="auto",
+                   help="superbpe: subword vocabulary before superwords: auto (chosen on the held-out slice), a fraction or a size")
+    p.add_argument("--held-out", type=float, default=0.05, metavar="SHARE",
+                   help="superbpe: share of the text held out to choose the transition and check against BPE (0: none, fixed --transition)")
     p.add_argument("--max-words", type=positive_int, default=4, help="superbpe: words per superword token at most")
     p.add_argument("--min-frequency", type=positive_int, default=2)
     p.add_argument("--out", required=True, type=output_path, help="new folder for tokenizer.json, tokenizer_config.json and train.json")
@@ -326,11 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bytelevel.cli import add_parsers as add_bytelevel_parsers
     from .export.cli import add_parsers as add_export_parsers
+    from .forensics.cli import add_parsers as add_forensics_parsers
     from .heal.cli import add_parsers as add_heal_parsers
 
     add_heal_parsers(sub)
     add_bytelevel_parsers(sub)
     add_export_parsers(sub)
+    add_forensics_parsers(sub)
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=positive_int, default=32_000)
