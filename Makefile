@@ -52,13 +52,17 @@ $(PEERS)/.installed:
 	touch $@
 
 bench: $(INSTALLED) peers
-	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3
+	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 man-en man-fr man-es man-de man-it
 	$(BIN)/python bench/evaluate.py
-	$(BIN)/python bench/train.py
+	$(BIN)/python bench/train.py --sections main extension transfer
 	$(BIN)/python bench/transplant.py --peer-python $(PEERS)/bin/python
 	PYTHONPATH=src $(PEERS)/bin/python bench/omp_speed.py
 	$(BIN)/python bench/bytelevel.py
 	$(BIN)/python bench/heal.py
+	$(BIN)/python bench/mixture.py
+	$(BIN)/python bench/encoders.py
+	$(BIN)/python bench/dynamic.py
+	$(BIN)/python bench/export.py
 
 clean-venv:
 	rm -rf $(VENV)
