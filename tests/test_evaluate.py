@@ -92,3 +92,13 @@ def test_tokenizer_larger_than_embeddings_is_refused(tiny_model_dir, tmp_path):
     train_byte_level_bpe(vocab_size=400).save(str(bigger / "tokenizer.json"))
     with pytest.raises(ValueError, match="embedding rows"):
         load_model(str(tiny_model_dir), tokenizer=str(bigger / "tokenizer.json"), device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_bits_per_byte(tiny_model_dir, documents):
+    texts = TextSet("docs", documents)
+    on_cpu = evaluate_loaded(load_model(str(tiny_model_dir), device="cpu", dtype="float32"), texts)
+    on_cuda = evaluate_loaded(load_model(str(tiny_model_dir), device="cuda", dtype="float32"), texts)
+    assert on_cuda.device.startswith("cuda") and on_cuda.tokens == on_cpu.tokens
+    assert on_cuda.bits_per_byte == pytest.approx(on_cpu.bits_per_byte, rel=1e-4)

@@ -224,3 +224,15 @@ def test_stages_never_worse_reloads_the_input_model(extended):
     lm, _, report = heal(extended["student"], config=harm)
     assert report.kept["state"] == "start" and "worse than the start" in report.kept["reason"]
     assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.model.state_dict().items())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("recipe", ["distill-rows", "fit-head", "lora-distill"])
+def test_each_recipe_on_cuda_lowers_its_own_objective_and_writes_a_cpu_loadable_folder(recipe, extended, tmp_path):
+    config = cfg(extended, recipe=recipe, device="cuda", row_lr=1e-2, head_lr=1e-2, lora_lr=3e-3)
+    _, _, report = heal(extended["student"], config=config, out=tmp_path / "healed")
+    (phase,) = report.phases
+    assert phase["objective_end"] < phase["objective_start"], phase
+    reloaded = weights(tmp_path / "healed")  # written from the GPU, read back on the CPU
+    assert all(torch.isfinite(p).all() for p in reloaded.model.parameters())
