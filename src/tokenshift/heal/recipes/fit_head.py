@@ -38,6 +38,7 @@ WARMUP = 50  # steps of linear warm-up: Adam's first steps move every new row by
 # down by a tiny amount, which Adam would otherwise normalise into a full-size step. Chosen on wiki
 # fr+en validation (3.9856 -> 3.8305 nats after 4 epochs; 3.8835 with 1e-8, 3.8626 with 1e-6).
 ADAM_EPS = 1e-5
+VALIDATION_EVERY = 10  # one document in this many gives fit-head's validation positions
 
 
 def is_tied(model: Any) -> bool:
@@ -77,12 +78,15 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 @torch.no_grad()
-def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None) -> tuple[list[torch.Tensor], list[torch.Tensor], int]:
-    """(hidden states (n, D) bf16 per piece, targets (n,) per piece, tokens) until time or tokens run out."""
+def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None
+                        ) -> tuple[list[torch.Tensor], list[torch.Tensor], int, list[int]]:
+    """(hidden states (n, D) bf16 per piece, targets (n,) per piece, tokens, the index in ``pieces`` of
+    each) until time or tokens run out; pieces with no scored position are left out."""
     model, tokenizer, device = ctx.model, ctx.tokenizer, ctx.device
     started = ctx.deadline.elapsed()
     hidden_out: list[torch.Tensor] = []
     target_out: list[torch.Tensor] = []
+    index_out: list[int] = []
     seen = 0
     batch = 8
     for first in range(0, len(pieces), batch):
@@ -97,8 +101,9 @@ def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float,
             if scored.any():
                 hidden_out.append(hidden[r][scored.to(hidden.device)].to(torch.bfloat16).cpu())
                 target_out.append(rows.targets[r][scored])
+                index_out.append(first + r)
                 seen += int(scored.sum())
-    return hidden_out, target_out, seen
+    return hidden_out, target_out, seen, index_out
 
 
 @torch.no_grad()
@@ -137,9 +142,11 @@ def fit_head(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseR
 
     model = ctx.model
     model.requires_grad_(False)
-    pieces = cut_pieces(ctx.documents, target_bytes=config.head_piece_bytes)
-    random.Random(config.seed + 1).shuffle(pieces)
-    hidden_list, target_list, seen = cache_hidden_states(ctx, pieces, seconds=seconds * CACHE_SHARE, tokens=tokens)
+    cut = [(number, piece) for number, document in enumerate(ctx.documents)
+           for piece in cut_pieces([document], target_bytes=config.head_piece_bytes)]
+    random.Random(config.seed + 1).shuffle(cut)
+    pieces = [piece for _, piece in cut]
+    hidden_list, target_list, seen, cached = cache_hidden_states(ctx, pieces, seconds=seconds * CACHE_SHARE, tokens=tokens)
     if len(hidden_list) < 2:
         if len(pieces) < 2:
             raise ValueError("fit-head: too little training text to cache two pieces; give more text")
@@ -149,7 +156,14 @@ def fit_head(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseR
         return PhaseResult("fit-head", round(time.perf_counter() - wall, 3), seen, "next-token loss on cached positions (nats)",
                            math.nan, math.nan, details={"skipped": "no time left to cache two pieces of text"})
     cache_seconds = spent()
-    n_val = max(1, len(hidden_list) // 10)
+    # Validation positions come from documents no training position comes from (every VALIDATION_EVERY-th
+    # document), so early stopping sees what fitting one article's names does to another article; with
+    # too few documents for that, the last tenth of the cached pieces.
+    held = [cut[i][0] % VALIDATION_EVERY == VALIDATION_EVERY - 1 for i in cached]
+    if not any(held) or all(held):
+        held = [i < max(1, len(cached) // 10) for i in range(len(cached))]
+    val_pieces = [i for i, h in enumerate(held) if h]
+    train_pieces = [i for i, h in enumerate(held) if not h]
     added = untie_head(model)
     head = model.get_output_embeddings()
     weight = head.weight
@@ -168,8 +182,8 @@ def fit_head(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseR
         lse, target_logit = fixed_parts(hidden, targets, weight, fixed, bias, softcap)
         return hidden, slot_of.to(weight.device)[targets], lse, target_logit
 
-    train = prepare(hidden_list[n_val:], target_list[n_val:])
-    val = prepare(hidden_list[:n_val], target_list[:n_val])
+    train = prepare([hidden_list[i] for i in train_pieces], [target_list[i] for i in train_pieces])
+    val = prepare([hidden_list[i] for i in val_pieces], [target_list[i] for i in val_pieces])
     rows = torch.nn.Parameter(weight.detach()[new_ids].clone().float())
     optimizer = torch.optim.Adam([rows], lr=config.head_lr, eps=ADAM_EPS)
 
