@@ -203,7 +203,9 @@ def continuation_nats(
             torch.cuda.synchronize()
         seconds += time.perf_counter() - began
     if not math.isfinite(total):
-        raise ValueError("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
+        from ..evaluate.scoring import NonFiniteLikelihood
+
+        raise NonFiniteLikelihood("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
     return total, seconds
 
 

@@ -149,12 +149,11 @@ def protected_counts(counts: Counter[str], protected: Counter[str]) -> Counter[s
     return kept
 
 
-def _new_token_uses(encoder: Any, merges: list[tuple[str, str]], chunks: Counter[str], first_new_id: int) -> Counter[int]:
-    """How often each new token occurs when ``chunks`` (text -> count) are encoded with ``merges``
-    appended to ``encoder`` (new ids from ``first_new_id`` on)."""
+def _new_token_uses(extended: Any, chunks: Counter[str], first_new_id: int) -> Counter[int]:
+    """How often each new token (ids from ``first_new_id`` on) occurs when the ``extended`` tokenizer
+    encodes ``chunks`` (text -> count)."""
     from .merges import ENCODE_BATCH
 
-    extended = append_merges(encoder, merges)
     texts = list(chunks)
     uses: Counter[int] = Counter()
     for start in range(0, len(texts), ENCODE_BATCH):
@@ -188,9 +187,10 @@ def drop_protected_merges(encoder: Any, merges: list[tuple[str, str]], new: Coun
     first_new_id = max(encoder.get_vocab(with_added_tokens=True).values()) + 1
     kept = list(merges)
     for _ in range(max_rounds):
-        extended_vocab = append_merges(encoder, kept).get_vocab(with_added_tokens=False)
-        new_uses = _new_token_uses(encoder, kept, new, first_new_id)
-        protected_uses = _new_token_uses(encoder, kept, protected, first_new_id)
+        extended = append_merges(encoder, kept)  # built once a round: the spec is serialised to JSON and back
+        extended_vocab = extended.get_vocab(with_added_tokens=False)
+        new_uses = _new_token_uses(extended, new, first_new_id)
+        protected_uses = _new_token_uses(extended, protected, first_new_id)
         dropped: set[str] = set()
         for left, right in kept:
             token = left + right
