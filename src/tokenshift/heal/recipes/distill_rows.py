@@ -27,6 +27,7 @@ from ..rows import NewRowEmbedding, RowAdam, autocast, target_layer, truncated
 from . import PhaseClock, PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
 
 HELD_OUT = 32  # pieces kept back to measure the phase's own objective
+POOL_BATCHES = 8  # batches' worth of examples sorted by length together
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,20 @@ def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     with truncated(ctx.model, layers), truncated(ctx.teacher, layers) if ctx.teacher is not ctx.model else nullcontext():
         start_loss = held_loss()
         seen_tokens = 0
+        ready: list[list[DistillExample]] = []
+        order = random.Random(config.seed + 2)
         while clock.more(seen_tokens):
             if cursor >= first_train + len(pieces) * 8:  # eight passes at most
                 break
-            batch = next_examples(config.distill_batch)
-            if not batch:
+            if not ready:
+                # A pool of examples sorted by length and cut into batches: little padding in either
+                # model's forward pass (shuffled pieces end at document ends and vary in length).
+                pool = sorted(next_examples(config.distill_batch * POOL_BATCHES), key=lambda e: len(e.student_ids))
+                ready = [pool[i: i + config.distill_batch] for i in range(0, len(pool), config.distill_batch)]
+                order.shuffle(ready)
+            if not ready:
                 break
+            batch = ready.pop()
             loss = distill_loss(ctx, embedding, batch)
             loss.backward()
             optimizer.step()

@@ -39,6 +39,8 @@ WARMUP = 50  # steps of linear warm-up: Adam's first steps move every new row by
 # fr+en validation (3.9856 -> 3.8305 nats after 4 epochs; 3.8835 with 1e-8, 3.8626 with 1e-6).
 ADAM_EPS = 1e-5
 VALIDATION_EVERY = 10  # one document in this many gives fit-head's validation positions
+CACHE_POOL = 256  # pieces tokenized and sorted by length together in the cache pass
+CACHE_BATCH_TOKENS = 2048  # padded tokens per forward pass of the cache (1024 and 4096 were no faster)
 
 
 def is_tied(model: Any) -> bool:
@@ -77,32 +79,58 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return logits
 
 
+def length_batches(lengths: list[int], *, token_budget: int) -> list[list[int]]:
+    """Indices into ``lengths`` grouped into batches of similar length, each padded batch at most
+    ``token_budget`` tokens (a longer single item is a batch of its own). Shuffled pieces batched in
+    order waste ~40% of a forward pass on padding (pieces end at document ends); sorted, almost none:
+    scored tokens per second of the cache pass went from ~650 to ~1,100 on 2 cores."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) + 1) * max(lengths[i], 1) > token_budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
 @torch.no_grad()
 def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None
                         ) -> tuple[list[torch.Tensor], list[torch.Tensor], int, list[int]]:
     """(hidden states (n, D) bf16 per piece, targets (n,) per piece, tokens, the index in ``pieces`` of
-    each) until time or tokens run out; pieces with no scored position are left out."""
+    each) until time or tokens run out; pieces with no scored position are left out. Pieces are read
+    in pools of ``CACHE_POOL``, each pool batched by length."""
     model, tokenizer, device = ctx.model, ctx.tokenizer, ctx.device
     started = ctx.deadline.elapsed()
     hidden_out: list[torch.Tensor] = []
     target_out: list[torch.Tensor] = []
     index_out: list[int] = []
     seen = 0
-    batch = 8
-    for first in range(0, len(pieces), batch):
-        if ctx.deadline.elapsed() - started > seconds or (tokens is not None and seen >= tokens) or ctx.deadline.expired():
-            break
-        rows = make_batch(pieces[first: first + batch], tokenizer, None, seq_len=ctx.config.seq_len).student
-        with autocast(device, ctx.mixed):
-            hidden = model.get_decoder()(input_ids=rows.input_ids.to(device), attention_mask=rows.attention_mask.to(device),
-                                         use_cache=False).last_hidden_state
-        for r in range(len(rows.input_ids)):
-            scored = rows.scored[r]
-            if scored.any():
-                hidden_out.append(hidden[r][scored.to(hidden.device)].to(torch.bfloat16).cpu())
-                target_out.append(rows.targets[r][scored])
-                index_out.append(first + r)
-                seen += int(scored.sum())
+
+    def out_of_budget() -> bool:
+        return ctx.deadline.elapsed() - started > seconds or (tokens is not None and seen >= tokens) or ctx.deadline.expired()
+
+    for pool_start in range(0, len(pieces), CACHE_POOL):
+        pool = list(range(pool_start, min(len(pieces), pool_start + CACHE_POOL)))
+        lengths = [min(len(tokenizer.encode(pieces[i])), ctx.config.seq_len) for i in pool]
+        for batch in length_batches(lengths, token_budget=CACHE_BATCH_TOKENS):
+            if out_of_budget():
+                return hidden_out, target_out, seen, index_out
+            chosen = [pool[i] for i in batch]
+            rows = make_batch([pieces[i] for i in chosen], tokenizer, None, seq_len=ctx.config.seq_len).student
+            with autocast(device, ctx.mixed):
+                hidden = model.get_decoder()(input_ids=rows.input_ids.to(device), attention_mask=rows.attention_mask.to(device),
+                                             use_cache=False).last_hidden_state
+            for r, index in enumerate(chosen):
+                scored = rows.scored[r]
+                if scored.any():
+                    hidden_out.append(hidden[r][scored.to(hidden.device)].to(torch.bfloat16).cpu())
+                    target_out.append(rows.targets[r][scored])
+                    index_out.append(index)
+                    seen += int(scored.sum())
     return hidden_out, target_out, seen, index_out
 
 
