@@ -11,7 +11,7 @@ the heal never saw instead of specialising on the training language (measured: w
 with it and got worse with the row recipes). The adapters are merged at the end: the result is a
 plain Hugging Face folder.
 
-Sequences of 256 tokens, 4 a step, a peak rate of ``lora_lr`` (5e-4) with a cosine over the phase's time: the
+Sequences of at most 256 tokens, batched by length up to 1,024 tokens a step, a peak rate of ``lora_lr`` (5e-4) with a cosine over the phase's time: the
 settings of the CPU probe on pair (c) (README). An extension's teacher is the original model loaded
 afresh, since the student's softmax includes the new rows.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..data import make_batch, training_pieces
+from ..data import length_batches, make_batch, training_pieces
 from ..forward import TokenLogprobs
 from ..losses import distillation_loss
 from ..rows import autocast
@@ -33,6 +33,8 @@ from . import PhaseClock, PhaseContext, PhaseResult, Recipe, register_phase, reg
 
 SEQ_LEN = 256
 BATCH = 4
+STEP_TOKENS = BATCH * SEQ_LEN  # padded student tokens a step: short pieces (document ends) share a step
+POOL = 64  # pieces sorted by length together before they are cut into steps
 WARMUP_STEPS = 4
 HELD_OUT = 8  # pieces kept back to measure the phase's own objective
 
@@ -97,10 +99,21 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     start_loss = held_loss()
     clock.seconds -= ctx.deadline.elapsed() - held_started  # the same measurement again at the end comes out of the phase's time
     seen_tokens = 0
+    ready: list[list[str]] = []
+    next_piece = 0
+    order = random.Random(config.seed + 3)
     while clock.more(seen_tokens):
         for group in optimizer.param_groups:
             group["lr"] = config.lora_lr * lr_factor(clock.steps, clock.elapsed(), clock.seconds)
-        chosen = [train[(clock.steps * BATCH + i) % len(train)] for i in range(BATCH)]
+        if not ready:
+            # Batches of similar length up to STEP_TOKENS: Wikipedia leads are short, and four pieces
+            # padded to the longest spent half of each step on padding.
+            pool = [train[(next_piece + i) % len(train)] for i in range(min(POOL, len(train)))]
+            next_piece += len(pool)
+            lengths = [min(len(ctx.tokenizer.encode(piece)), SEQ_LEN) for piece in pool]
+            ready = [[pool[i] for i in batch] for batch in length_batches(lengths, token_budget=STEP_TOKENS)]
+            order.shuffle(ready)
+        chosen = ready.pop()
         loss, n_tokens = batch_loss(chosen)
         loss.backward()
         if config.grad_clip:
