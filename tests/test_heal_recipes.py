@@ -82,19 +82,6 @@ def test_rows_keeps_copied_rows_and_body_bit_identical_and_reloads(extended, tmp
     assert saved["recipe"] == "rows" and saved["kept"]["state"] == "fit-head" and "minutes" in saved["curve"][0]
 
 
-def test_an_untying_recipe_distils_input_rows_and_leaves_output_rows_as_they_were(extended, monkeypatch):
-    from tokenshift.heal.recipes import RECIPES, Recipe
-
-    monkeypatch.setitem(RECIPES, "distill-untied", Recipe("distill-untied", (("distill-rows", 1.0),), "test", untie=True))
-    before = weights(extended["student"]).model.get_input_embeddings().weight
-    copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])
-    lm, tokenizer, report = heal(extended["student"], config=cfg(extended, recipe="distill-untied", row_lr=1e-2))
-    new_ids = new_row_ids(copied, tokenizer.vocab_size)
-    assert report.untied and report.added_parameters == before.numel()
-    assert not torch.equal(lm.get_input_embeddings().weight[new_ids], before[new_ids])
-    assert torch.equal(lm.get_output_embeddings().weight, before)  # every output row, new ones included, as it was
-
-
 def test_lora_distill_merges_into_a_plain_folder_and_keeps_copied_rows(extended, tmp_path):
     before = weights(extended["student"])
     copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])

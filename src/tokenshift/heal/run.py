@@ -360,8 +360,6 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     context = PhaseContext(config=config, model=lm, tokenizer=student.tokenizer, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
                            documents=documents, new_ids=new_ids, device=device, mixed=mixed, deadline=deadline, original=original,
                            log=message)
-    if recipe.untie:
-        untie_head(lm)  # the output rows stay as they are until a phase fits them (see Recipe)
     if eval_sets:
         guard.offer("start", evaluate("start"))
     per_eval = eval_seconds
@@ -378,8 +376,6 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
         if eval_sets:
             guard.offer(name, evaluate(name))
     kept = guard.finish(keep_last=config.keep_last)
-    if tied_at_start and not is_tied(lm) and torch.equal(lm.get_output_embeddings().weight, lm.get_input_embeddings().weight):
-        tie_head(lm)  # untied for a phase that did not run or was not kept: no size cost for nothing
     untied = tied_at_start and not is_tied(lm)
     added = int(lm.get_output_embeddings().weight.numel()) if untied else 0
     report = HealReport(

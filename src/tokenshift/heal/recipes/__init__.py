@@ -99,14 +99,9 @@ PhaseFn = Callable[..., PhaseResult]  # (ctx, *, seconds: float, tokens: int | N
 
 @dataclass(frozen=True)
 class Recipe:
-    """``untie``: give a tied head its own copy before the first phase, so that phases training input
-    rows leave the output rows as they were (a later phase may fit them); a head nothing changed is
-    tied again at the end."""
-
     name: str
     phases: tuple[tuple[str, float], ...]  # (phase name, share of the budget); empty for "stages"
     summary: str
-    untie: bool = False
 
 
 PHASES: dict[str, PhaseFn] = {}
