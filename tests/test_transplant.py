@@ -251,3 +251,21 @@ def test_extension_transplant_copies_old_rows_and_pads(tiny_model_dir, tmp_path)
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)] + synthetic_corpus(50)
     assert max(max(ids, default=0) for ids in new.encode_batch(texts)) < new.vocab_size
     assert not regex.search(r"\d\d", "".join(new.id_to_token(i) for i in range(old.tokenizer.vocab_size, new.vocab_size)))
+
+
+def test_transplant_leaves_the_callers_tokenizer_untouched(tiny_model_dir, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "with-template"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config_path = model_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    config_path.write_text(json.dumps(config))
+    new = load_tokenizer(str(tiny_model_dir))
+    assert new.chat_template is None
+    _, returned, _ = transplant(str(model_dir), new)
+    assert returned.chat_template == config["chat_template"]  # the template came along, on a copy
+    assert new.chat_template is None and returned is not new
+    renamed = new.replaced(name="other")
+    assert renamed.name == "other" and new.name != "other"

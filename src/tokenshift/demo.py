@@ -67,7 +67,7 @@ def run_demo(*, max_bytes: int = DEMO_BYTES, minutes: float = DEMO_MINUTES, prog
         new_tokenizer, train_report = train_tokenizer(
             list(DEMO_TRAIN), TrainConfig(vocab_size=base.vocab_size + DEMO_MERGES, extend=DEMO_BASE), out=Path(scratch) / "tokenizer"
         )
-        new_tokenizer.name = f"{DEMO_BASE}+fr-{DEMO_MERGES // 1024}k"
+        new_tokenizer = new_tokenizer.replaced(name=f"{DEMO_BASE}+fr-{DEMO_MERGES // 1024}k")
         original = load_model(DEMO_MODEL, device="cpu")
         original_results = [evaluate_loaded(original, text_set, progress=progress) for text_set in text_sets]
         measurements = [measure_tokenizer(tok, text_set) for tok in (original.tokenizer, new_tokenizer) for text_set in text_sets]

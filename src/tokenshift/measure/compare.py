@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..tokenizer import Tokenizer
+from ..tokenizer import Tokenizer, byte_vocabulary
 from .digits import digit_scheme, digit_split
 
 EXAMPLE_NUMBERS = ("2025", "1234567", "3.14159")
@@ -27,18 +27,6 @@ class VocabularyComparison:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def byte_vocabulary(tokenizer: Tokenizer) -> dict[bytes, int]:
-    """Byte string -> lowest id spelling it; special tokens and unused ids left out (Ġ, ▁ and <0xNN>
-    spellings are already raw bytes here)."""
-    specials = set(tokenizer.special.all_special)
-    table: dict[bytes, int] = {}
-    for token_id, data in enumerate(tokenizer.vocab_bytes()):
-        if data is None or token_id in specials:
-            continue
-        table.setdefault(data, token_id)
-    return table
 
 
 def shared_byte_tokens(a: Tokenizer, b: Tokenizer) -> dict[bytes, tuple[int, int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -80,6 +82,16 @@ class Tokenizer:
         self.special = special
         self.source = source or name
         self.chat_template = chat_template
+
+    def replaced(self, *, name: str | None = None, chat_template: str | None = None) -> Tokenizer:
+        """A copy with a new ``name`` and/or ``chat_template``; the caller's tokenizer is left as it
+        was (the backend is shared: it is never mutated in place)."""
+        twin = copy.copy(self)
+        if name is not None:
+            twin.name = name
+        if chat_template is not None:
+            twin.chat_template = chat_template
+        return twin
 
     def __repr__(self) -> str:
         return f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size}, kind={self.kind!r})"
@@ -243,3 +255,15 @@ def roles_from_names(
     return SpecialTokens(
         bos=bos_id, eos=eos_id, pad=lookup(pad), unk=lookup(unk), adds_bos=adds_bos, chat=chat, all_special=specials
     )
+
+
+def byte_vocabulary(tokenizer: Tokenizer) -> dict[bytes, int]:
+    """Byte string -> lowest id spelling it; special tokens and unused ids left out (Ġ, ▁ and <0xNN>
+    spellings are already raw bytes here)."""
+    specials = set(tokenizer.special.all_special)
+    table: dict[bytes, int] = {}
+    for token_id, data in enumerate(tokenizer.vocab_bytes()):
+        if data is None or token_id in specials:
+            continue
+        table.setdefault(data, token_id)
+    return table

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..measure.compare import byte_vocabulary
+from ..tokenizer import byte_vocabulary
 from ..tokenizer import Tokenizer
 from ..tokenizer.bytemap import bytes_to_byte_level
 

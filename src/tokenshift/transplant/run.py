@@ -89,7 +89,7 @@ def _check_architecture(model: Any, name: str) -> None:
 
 def _load_donor(spec: str, new: Tokenizer, device: str, trust_remote_code: bool) -> tuple[Any, Any]:
     """The donor's input and output matrices, indexed by the new tokenizer's ids."""
-    from ..measure.compare import byte_vocabulary
+    from ..tokenizer import byte_vocabulary
     from ..modeling import load_model
 
     donor = load_model(spec, dtype="float32", device=device, trust_remote_code=trust_remote_code)
@@ -178,7 +178,8 @@ def transplant(
         target.eos_token_id = new.special.eos
         target.pad_token_id = new.special.pad
     if new.chat_template is None and old.chat_template is not None and all(m in new.special.chat for m in old.special.chat):
-        new.chat_template = old.chat_template  # the markers it names exist in the new vocabulary
+        # the markers it names exist in the new vocabulary; a copy, so the caller's tokenizer is untouched
+        new = new.replaced(chat_template=old.chat_template)
     report = TransplantReport(
         model=model, tokenizer=new.name, method=method_name, options=options, method_reason=reason, donor=config.donor,
         old_vocab=old.vocab_size, new_vocab=new.vocab_size, embedding_rows=rows, tied=tied, counts=plan.counts(),
