@@ -75,3 +75,14 @@ def test_measure_compare_and_train_commands(capsys, tiny_tokenizer, tmp_path):
     (tmp_path / "one.jsonl").write_text('{"text": "un"}\n')
     code, _, err = run(capsys, "measure", str(tmp_path / "tok"), "--text", str(tmp_path / "fr.jsonl"), "--reference", str(tmp_path / "one.jsonl"))
     assert code == 2 and "parallel text" in err
+
+
+def test_public_api_resolves_every_name_and_import_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, tokenshift; assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'; "
+            "names = [n for n in tokenshift.__all__ if n != '__version__']; "
+            "assert all(getattr(tokenshift, n) is not None for n in names); print(len(names))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(done.stdout) >= 25
