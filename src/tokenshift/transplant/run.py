@@ -12,7 +12,7 @@ from typing import Any
 
 from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer, load_tokenizer
-from .methods import AUTO, check_options, choose_method, get_method
+from .methods import AUTO, Method, check_options, choose_method, get_method
 from .plan import TransplantPlan, build_plan
 
 logger = logging.getLogger(__name__)
@@ -65,18 +65,17 @@ class TransplantReport:
         return asdict(self)
 
 
-def new_matrix(old: Any, plan: TransplantPlan, method: str, *, donor: Any, options: dict[str, Any]) -> Any:
+def new_matrix(old: Any, plan: TransplantPlan, method: Method, *, donor: Any, options: dict[str, Any]) -> Any:
     """Rows for every new id: exact/special copies, the method's composed rows, the mean elsewhere.
     old: (V_old, D) -> (V_new, D), in old's dtype."""
     import torch
 
-    fn = get_method(method).fn
     out = old.float().mean(0, keepdim=True).expand(plan.new_size, -1).clone()
     if len(plan.composed):
-        out[plan.composed] = fn(old, plan, donor=donor, **options).float()
+        out[plan.composed] = method.fn(old, plan, donor=donor, **options).float()
     out[plan.copy_new] = old[plan.copy_old].float()
     if not torch.isfinite(out).all():
-        raise ValueError(f"method {method!r} produced non-finite embeddings; try another method or options")
+        raise ValueError(f"method {method.name!r} produced non-finite embeddings; try another method or options")
     return out.to(old.dtype)
 
 
@@ -154,13 +153,14 @@ def transplant(
         check_options(method_name, options)
     else:
         method_name, options, reason = config.method, dict(config.options), "asked for"
+    method = get_method(method_name)  # looked up once; every matrix below uses this entry
     tied = lm.get_output_embeddings().weight is lm.get_input_embeddings().weight or bool(getattr(lm.config, "tie_word_embeddings", False))
     device = resolve_device(config.device)  # the methods compute there (a GPU when present); the model stays on the CPU
     on_device = plan.to(device)
 
     def rows_for(old_rows: Any, donor_rows: Any) -> Any:
         donor_rows = None if donor_rows is None else donor_rows.to(device)
-        return new_matrix(old_rows.to(device), on_device, method_name, donor=donor_rows, options=options).cpu()
+        return new_matrix(old_rows.to(device), on_device, method, donor=donor_rows, options=options).cpu()
 
     with torch.no_grad():
         embeddings = rows_for(old_in, donor_in)
