@@ -252,7 +252,7 @@ def test_ensemble_across_tokenizers(tiny_loaded, other_loaded):
     assert all(m <= min(a, b) + 1.0 + 1e-9 for m, a, b in zip(linear.byte_bits, alone[0].byte_bits, alone[1].byte_bits))
     with pytest.raises(ValueError, match="one weight per model"):
         ByteEnsemble(members, weights=[1.0])
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="unknown mix"):
         ByteEnsemble(members, mix="geometric")
 
 

@@ -86,3 +86,20 @@ def test_public_api_resolves_every_name_and_import_imports_no_torch():
             "assert all(getattr(tokenshift, n) is not None for n in names); print(len(names))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(done.stdout) >= 25
+
+
+def test_registry_refuses_duplicates_and_suggests_close_names():
+    from tokenshift.registry import Registry
+    from tokenshift.transplant.methods import METHODS
+    from tokenshift.heal.recipes import RECIPES
+
+    table = Registry("widget", {"spanner": 1})
+    with pytest.raises(ValueError, match="widget 'spanner' is registered twice"):
+        table.add("spanner", 2)
+    with pytest.raises(ValueError, match="unknown widget 'spaner'; did you mean spanner"):
+        table.find("spaner")
+    assert table.find("spanner") == 1 and table.names() == ["spanner"]
+    for registry in (METHODS, RECIPES):  # the stage tables are registries: a second registration fails
+        name = registry.names()[0]
+        with pytest.raises(ValueError, match="registered twice"):
+            registry.add(name, registry[name])

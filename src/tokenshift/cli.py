@@ -312,10 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
+    from .train.run import TRAINERS
+
     p = sub.add_parser("train", help="train a tokenizer (BPE, SuperBPE, or an extension of an existing one)")
     p.add_argument("--text", nargs="+", required=True, help="training text specs (streamed): ASSET:SPLIT, files, folders, globs")
     p.add_argument("--vocab-size", type=positive_int, required=True, help="total ids, byte tokens and special tokens included")
-    p.add_argument("--kind", default="bpe", choices=["bpe", "superbpe"])
+    p.add_argument("--kind", default="bpe", choices=TRAINERS.names())
     p.add_argument("--like", help="carry this model tokenizer's special tokens, roles, chat template and post-processor")
     p.add_argument("--extend", help="keep this tokenizer's tokens and ids, append merges up to --vocab-size")
     p.add_argument("--protect", nargs="+", metavar="TEXT",

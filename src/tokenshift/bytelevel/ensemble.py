@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..registry import Registry
 from .model import ByteLevelModel, ByteScore, ByteState, read_bits
 
 
@@ -35,12 +36,11 @@ def _fixed_share(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 # How the weights change after a byte: (weights (K,), each model's probability of that byte (K,)) -> weights.
-MIXES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"linear": _fixed, "bayes": _posterior, "switch": _fixed_share}
+MIXES: Registry[Callable[[np.ndarray, np.ndarray], np.ndarray]] = Registry("mix", {"linear": _fixed, "bayes": _posterior, "switch": _fixed_share})
 
 
 def check_mix(mix: str) -> None:
-    if mix not in MIXES:
-        raise ValueError(f"unknown mix {mix!r}; choose one of {', '.join(MIXES)}")
+    MIXES.find(mix)
 
 
 def normalise_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 # re-exported: heal's loss implementations are the shared ones
 from ..modeling.logprobs import cce_available as cce_available
 from ..modeling.logprobs import target_logprobs as target_logprobs
-from ..registry import lookup
+from ..registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -70,19 +70,19 @@ class Distance:
     summary: str
 
 
-DISTANCES: dict[str, Distance] = {}
+DISTANCES: Registry[Distance] = Registry("distillation distance")
 
 
 def register_distance(name: str, summary: str) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     def wrap(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        DISTANCES[name] = Distance(name, fn, summary)
+        DISTANCES.add(name, Distance(name, fn, summary))
         return fn
 
     return wrap
 
 
 def get_distance(name: str) -> Distance:
-    return lookup(DISTANCES, name, what="distillation distance")
+    return DISTANCES.find(name)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:

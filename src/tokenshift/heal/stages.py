@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..registry import lookup
+from ..registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -61,19 +61,19 @@ class StageKind:
     summary: str
 
 
-STAGE_KINDS: dict[str, StageKind] = {}
+STAGE_KINDS: Registry[StageKind] = Registry("stage")
 
 
 def register_stage(name: str, *, default_lr: float, summary: str) -> Callable[[Callable[..., Trainable]], Callable[..., Trainable]]:
     def wrap(fn: Callable[..., Trainable]) -> Callable[..., Trainable]:
-        STAGE_KINDS[name] = StageKind(name, fn, default_lr, summary)
+        STAGE_KINDS.add(name, StageKind(name, fn, default_lr, summary))
         return fn
 
     return wrap
 
 
 def get_stage_kind(name: str) -> StageKind:
-    return lookup(STAGE_KINDS, name, what="stage")
+    return STAGE_KINDS.find(name)
 
 
 def embedding_matrices(model: Any) -> list[torch.nn.Parameter]:

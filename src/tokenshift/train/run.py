@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..registry import Registry
 from ..storage import check_output_folder, write_folder, write_json
 from ..tokenizer import Tokenizer
 from ..tokenizer.core import roles_from_names
@@ -111,12 +112,12 @@ class Trained:
     held_out: list[str] = field(default_factory=list)
 
 
-TRAINERS: dict[str, Callable[..., Trained]] = {}
+TRAINERS: Registry[Callable[..., Trained]] = Registry("kind")
 
 
 def _register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        TRAINERS[kind] = fn
+        TRAINERS.add(kind, fn)
         return fn
 
     return wrap
@@ -151,8 +152,7 @@ MAX_VOCAB_SIZE = 1 << 21
 
 
 def _validate(config: TrainConfig) -> None:
-    if config.kind not in TRAINERS:
-        raise ValueError(f"unknown kind {config.kind!r}; choose one of {', '.join(TRAINERS)}")
+    TRAINERS.find(config.kind)
     if config.digits is not None and config.digits not in DIGIT_SCHEMES:
         raise ValueError(f"unknown digit scheme {config.digits!r}; choose one of {', '.join(DIGIT_SCHEMES)}")
     if config.vocab_size > MAX_VOCAB_SIZE:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...registry import lookup
+from ...registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -104,14 +104,14 @@ class Recipe:
     summary: str
 
 
-PHASES: dict[str, PhaseFn] = {}
+PHASES: Registry[PhaseFn] = Registry("heal phase")
 BODY_PHASES: set[str] = set()  # phases that change the body's weights, not only embedding rows
-RECIPES: dict[str, Recipe] = {}
+RECIPES: Registry[Recipe] = Registry("heal recipe")
 
 
 def register_phase(name: str, *, trains_body: bool = False) -> Callable[[PhaseFn], PhaseFn]:
     def wrap(fn: PhaseFn) -> PhaseFn:
-        PHASES[name] = fn
+        PHASES.add(name, fn)
         if trains_body:
             BODY_PHASES.add(name)
         return fn
@@ -120,12 +120,12 @@ def register_phase(name: str, *, trains_body: bool = False) -> Callable[[PhaseFn
 
 
 def register_recipe(recipe: Recipe) -> Recipe:
-    RECIPES[recipe.name] = recipe
+    RECIPES.add(recipe.name, recipe)
     return recipe
 
 
 def get_recipe(name: str) -> Recipe:
-    return lookup(RECIPES, name, what="heal recipe")
+    return RECIPES.find(name)
 
 
 from . import distill_rows, fit_head, lora_distill, rows, stages  # noqa: E402,F401  (registration)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...registry import lookup
+from ...registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,19 +23,19 @@ class Method:
     uses_donor: bool = False
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("transplant method")
 
 
 def register(name: str, summary: str, *, uses_donor: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        METHODS[name] = Method(name, fn, summary, uses_donor)
+        METHODS.add(name, Method(name, fn, summary, uses_donor))
         return fn
 
     return wrap
 
 
 def get_method(name: str) -> Method:
-    return lookup(METHODS, name, what="transplant method")
+    return METHODS.find(name)
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
