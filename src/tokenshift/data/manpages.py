@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .wiki import write_splits
+
 logger = logging.getLogger(__name__)
 
 DEBIAN_VERSIONS = {"en": "6.03-2", "l10n": "4.18.1-1"}
@@ -120,10 +122,7 @@ def build_manpage_splits(language: str, out: Path, scratch: Path) -> dict[str, A
             empty += 1
             continue
         rows[split_of(name)].append(json.dumps({"title": name, "text": text}, ensure_ascii=False))
-    counts = {}
-    for split, lines in rows.items():
-        (Path(out) / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        counts[split] = {"documents": len(lines), "bytes": sum(len(json.loads(line)["text"].encode("utf-8")) for line in lines)}
+    counts = write_splits(rows, out)
     logger.info("rendered %d pages of %s (%d duplicates by name and %d empty pages skipped)", len(unique) - empty,
                 " ".join(packages), len(pages) - len(unique), empty)
     return {"debian_packages": packages, "splits": counts, "skipped_empty": empty, "skipped_duplicates": len(pages) - len(unique),

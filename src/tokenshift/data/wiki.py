@@ -21,6 +21,16 @@ def split_of(title: str) -> str:
     return "train" if bucket < 90 else "validation" if bucket < 95 else "test"
 
 
+def write_splits(rows: dict[str, list[str]], out: Path) -> dict[str, dict[str, int]]:
+    """Write each split's JSON lines (``{"title", "text"}``) to ``out/SPLIT.jsonl``; return documents
+    and text bytes per split."""
+    counts = {}
+    for split, lines in rows.items():
+        (Path(out) / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        counts[split] = {"documents": len(lines), "bytes": sum(len(json.loads(line)["text"].encode("utf-8")) for line in lines)}
+    return counts
+
+
 def build_wiki_splits(source: Path, out: Path) -> dict[str, Any]:
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (``{"title", "text"}`` per line) into ``out``."""
     articles = json.loads(Path(source).read_text(encoding="utf-8"))
@@ -32,8 +42,5 @@ def build_wiki_splits(source: Path, out: Path) -> dict[str, Any]:
             skipped += 1
             continue
         rows[split_of(title)].append(json.dumps({"title": title, "text": text}, ensure_ascii=False))
-    counts = {}
-    for split, lines in rows.items():
-        (Path(out) / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        counts[split] = {"documents": len(lines), "bytes": sum(len(json.loads(line)["text"].encode("utf-8")) for line in lines)}
+    counts = write_splits(rows, out)
     return {"splits": counts, "skipped_empty": skipped, "split_rule": "sha256(title)[:8] % 100: 0-89 train, 90-94 validation, 95-99 test"}

@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import TextSet, load_texts
+from ..evaluate.bpb import BpbResult
 from ..modeling.load import DType, LoadedModel, load_model
 from ..tokenizer import Tokenizer
 from .embed import DEFAULT_METHOD, byte_lengths, check_method, input_embeddings, merged_rows, resolve_options
@@ -43,29 +44,12 @@ class Halves:
         return sum(len(text.encode("utf-8")) for text in self.continuations)
 
 
-@dataclass(frozen=True)
-class DynamicResult:
-    """One model on one text set, its contexts merged. Bits are base-2 NLL of the continuations' tokens;
-    ``bytes``/``tokens``: the continuations' UTF-8 bytes and tokens (the same in both runs). The usual
-    evaluate fields (``bits``, ``bits_per_byte``, ...) describe the dynamic run."""
+@dataclass(frozen=True, kw_only=True)
+class DynamicResult(BpbResult):
+    """One model on one text set, its contexts merged: evaluate's :class:`BpbResult` fields describe
+    the dynamic run (bits: base-2 NLL of the continuations' tokens; ``bytes``/``tokens``: the
+    continuations' UTF-8 bytes and tokens, the same in both runs), plus the merges and the base run."""
 
-    model: str
-    tokenizer: str
-    text: str
-    documents: int
-    bytes: int
-    tokens: int
-    bits: float
-    bits_per_byte: float
-    tokens_per_byte: float
-    bits_per_token: float
-    seconds: float
-    bytes_per_second: float
-    context: int
-    stride: int
-    conditioning_token: str
-    device: str
-    dtype: str
     method: str
     boundary: str
     merges: int
@@ -80,10 +64,6 @@ class DynamicResult:
     seconds_base: float
     seconds_dynamic: float
     options: dict[str, Any] = field(default_factory=dict)
-    encoder: str = "canonical"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def split_document(text: str) -> tuple[str, str]:
