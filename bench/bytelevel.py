@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tokenshift.bytelevel import MIXES, ByteLevelModel, evaluate_bytes, fit_weights, generate_bytes, generate_tokens, mix_byte_bits
+from tokenshift.bytelevel import BEAM, FITTED, MIXES, THRESHOLD, WINDOW, ByteLevelModel, evaluate_ensemble, generate_bytes, generate_tokens
 from tokenshift.data import TextSet, load_texts
 from tokenshift.evaluate import evaluate_loaded
 from tokenshift.modeling import load_model
@@ -95,9 +95,9 @@ def main() -> None:
     parser.add_argument("--text", nargs="+", default=["wiki-en:test", "wiki-fr:test"])
     parser.add_argument("--max-bytes", type=int, default=400, help="bytes scored per text (a fixed leading slice)")
     parser.add_argument("--heal-cases", type=int, default=10, help="token-healing prompts per text")
-    parser.add_argument("--beam", type=int, default=8)
-    parser.add_argument("--threshold", type=float, default=1e-4)
-    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--beam", type=int, default=BEAM)
+    parser.add_argument("--threshold", type=float, default=THRESHOLD)
+    parser.add_argument("--window", type=int, default=WINDOW)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's; 1 is fastest on a shared machine)")
     args = parser.parse_args()
     if args.threads:
@@ -110,17 +110,17 @@ def main() -> None:
     cases = {spec: heal_cases(spec, [m.tokenizer for m in loaded.values()], args.heal_cases, skip_bytes=args.max_bytes)
              for spec in args.text}
 
-    rows, member_bits, held_bits, step_seconds = [], {}, {}, {}
+    step_seconds, token_level = {}, {}
     for name, model in loaded.items():
         evaluate_loaded(model, slices[0].limit_bytes(200))  # warm-up
         step_seconds[name] = decode_step_seconds(model)
         for texts in slices:
-            token_level = evaluate_loaded(model, texts)
-            byte_level, scores = evaluate_bytes(byte_models[name], texts)
-            member_bits[(name, texts.name)] = [s.byte_bits for s in scores]
-            _, held_scores = evaluate_bytes(byte_models[name], held_out[texts.name])
-            held_bits[(name, texts.name)] = [bit for s in held_scores for bit in s.byte_bits]
-            rows.append((texts.name, name, token_level, byte_level))
+            token_level[(name, texts.name)] = evaluate_loaded(model, texts)
+    # every member scores each text once; every mix comes from those scores, the fitted weights from the validation slice
+    ensembles = {texts.name: evaluate_ensemble(list(byte_models.values()), texts, mixes=list(MIXES), fit_on=held_out[texts.name])[0]
+                 for texts in slices}
+    rows = [(texts.name, name, token_level[(name, texts.name)], byt)
+            for texts in slices for name, byt in zip(args.models, ensembles[texts.name].members)]
 
     console = Console(width=200)
     table = Table(title=f"Bits per byte, token level vs byte level (beam {args.beam}, threshold {args.threshold:g}, "
@@ -128,7 +128,6 @@ def main() -> None:
     for column in ("text", "model", "bytes", "token bpb", "byte bpb", "byte ≤ token", "token B/s", "byte B/s",
                    "items/byte", "dropped mass max", "exact?"):
         table.add_column(column, justify="left" if column in ("text", "model", "exact?") else "right")
-    best: dict[str, float] = {}
     for text, name, tok, byt in rows:
         items = sum(s.mean_items * s.steps for s in byt.stats) / max(1, sum(s.steps for s in byt.stats))
         dropped = max(s.dropped_mass_max for s in byt.stats)
@@ -136,29 +135,19 @@ def main() -> None:
                       "yes" if byt.bits_per_byte <= tok.bits_per_byte + 1e-9 else "NO", f"{tok.bytes_per_second:,.0f}",
                       f"{byt.bytes_per_second:,.2f}", f"{items:.2f}", f"{dropped:.1e}",
                       "exact" if byte_models[name].exactness.exact else "approx.")
-        best[text] = min(best.get(text, float("inf")), byt.bits_per_byte)
     console.print(table)
 
     table = Table(title="Ensembles of the byte-level models (mixture of next-byte distributions, equal prior weights; "
                         "fitted: linear weights fitted on the same amount of the language's validation split; "
                         "mixture B/s: all members' scoring time)")
-    for column in ("text", "best single (byte bpb)", *(f"{mix} mix bpb" for mix in MIXES), "fitted weights", "fitted mix bpb",
-                   *(f"{mix} - best" for mix in (*MIXES, "fitted")), "mixture B/s"):
+    keys = (*MIXES, FITTED)
+    for column in ("text", "best single (byte bpb)", *(f"{mix} mix bpb" for mix in keys), "fitted weights",
+                   *(f"{mix} - best" for mix in keys), "mixture B/s"):
         table.add_column(column, justify="left" if column == "text" else "right")
-    for texts in slices:
-        seconds = sum(byt.seconds for text, _, _, byt in rows if text == texts.name)
-        mixed = {}
-        for mix in MIXES:
-            bits = 0.0
-            for doc_bits in zip(*[member_bits[(name, texts.name)] for name in args.models]):
-                bits += sum(mix_byte_bits(list(doc_bits), mix=mix))
-            mixed[mix] = bits / texts.n_bytes
-        weights = [float(w) for w in fit_weights([held_bits[(name, texts.name)] for name in args.models])]
-        bits = sum(sum(mix_byte_bits(list(doc_bits), weights=weights)) for doc_bits in zip(*[member_bits[(name, texts.name)] for name in args.models]))
-        mixed["fitted"] = bits / texts.n_bytes
-        table.add_row(texts.name, f"{best[texts.name]:.4f}", *(f"{mixed[mix]:.4f}" for mix in MIXES), " ".join(f"{w:.3f}" for w in weights),
-                      f"{mixed['fitted']:.4f}", *(f"{mixed[mix] - best[texts.name]:+.4f}" for mix in (*MIXES, "fitted")),
-                      f"{texts.n_bytes / seconds:,.2f}")
+    for text, e in ensembles.items():
+        table.add_row(text, f"{e.best_member.bits_per_byte:.4f}", *(f"{e.mixtures[k].bits_per_byte:.4f}" for k in keys),
+                      " ".join(f"{w:.3f}" for w in e.fitted_weights or []), *(f"{e.gain(k):+.4f}" for k in keys),
+                      f"{e.mixtures[FITTED].bytes_per_second:,.2f}")
     console.print(table)
 
     table = Table(title="Token healing: prompt cut inside a word (and inside a token of every model); greedy completion "

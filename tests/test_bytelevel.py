@@ -287,11 +287,46 @@ def test_cli_generate_and_ensemble(tiny_model_dir, bigram_dir, tmp_path, capsys)
     args = parser.parse_args(["ensemble", str(tiny_model_dir), str(tiny_model_dir), "--text", str(text), "--weights", "1", "3",
                               "--beam", "2", "--device", "cpu", "--json"])
     assert args.func(args) == 0
-    rows = json.loads(capsys.readouterr().out)["results"]
-    assert len(rows) == 3 and rows[0]["bits"] == pytest.approx(rows[2]["bits"], abs=1e-6)  # the same model twice mixes to itself
+    (result,) = json.loads(capsys.readouterr().out)["results"]
+    assert len(result["members"]) == 2 and set(result["mixtures"]) == {"linear"} and result["weights"] == [0.25, 0.75]
+    # the same model twice mixes to itself
+    assert result["members"][0]["bits"] == pytest.approx(result["mixtures"]["linear"]["bits"], abs=1e-6)
+    args = parser.parse_args(["ensemble", str(tiny_model_dir), str(tiny_model_dir), "--text", str(text), "--beam", "2",
+                              "--device", "cpu"])
+    assert args.func(args) == 0
+    table = capsys.readouterr().out
+    assert "linear(0.5·" in table and "vs best model" in table
     args = parser.parse_args(["ensemble", str(tiny_model_dir), "--text", str(text)])
     with pytest.raises(ValueError, match="at least two"):
         args.func(args)
+
+
+def test_evaluate_ensemble_scores_members_once_and_fits_on_held_out_text(tiny_loaded, other_loaded):
+    from tokenshift.bytelevel import FITTED, MIXES, ByteEnsemble, ByteLevelModel, evaluate_ensemble
+    from tokenshift.data import TextSet
+
+    members = [ByteLevelModel(tiny_loaded, beam=4), ByteLevelModel(other_loaded, beam=4)]
+    scored = [TextSet("a", ["the cat sat", "a mat"]), TextSet("b", ["le chat mange"])]
+    held_out = TextSet("held", ["the cat ate", "le chat dort"])
+    results = evaluate_ensemble(members, scored, mixes=list(MIXES), fit_on=held_out, weights=[1, 3])
+    assert [r.text for r in results] == ["a", "b"]
+    for result, texts in zip(results, scored):
+        assert set(result.mixtures) == {*MIXES, FITTED} and result.weights == [0.25, 0.75]
+        for mix in MIXES:  # each mixture equals running the ensemble itself, document by document
+            direct = sum(ByteEnsemble(members, weights=[1, 3], mix=mix).log_prob(d).bits for d in texts.documents)
+            assert result.mixtures[mix].bits == pytest.approx(direct, abs=1e-6)
+            assert result.mixtures[mix].bytes == texts.n_bytes == result.members[0].bytes
+        assert result.gain("linear") == pytest.approx(result.mixtures["linear"].bits_per_byte - result.best_member.bits_per_byte)
+        assert result.fitted_on == "held" and abs(sum(result.fitted_weights) - 1) < 1e-9
+        assert result.mixtures[FITTED].model.startswith("fitted linear(")
+    with pytest.raises(ValueError, match="held-out"):
+        evaluate_ensemble(members, scored, fit_on=scored[0])
+    with pytest.raises(ValueError, match="nothing to mix"):
+        evaluate_ensemble(members, scored, mixes=[])
+    with pytest.raises(ValueError, match="unknown mix"):
+        evaluate_ensemble(members, scored, mixes=["geometric"])
+    with pytest.raises(ValueError, match="at least two"):
+        evaluate_ensemble(members[:1], scored)
 
 
 def test_fit_weights_finds_the_best_linear_mixture():

@@ -6,9 +6,9 @@ The public API, one or two main functions and their result types per stage:
     assets      prepare_asset                                 modeling  load_model, LoadedModel
     train       train_tokenizer, TrainConfig, TrainReport     measure   measure_tokenizer, compare_tokenizers, TokenizerMeasurement
     transplant  TransplantConfig, TransplantReport (the function: tokenshift.transplant.transplant)
-    evaluate    evaluate_loaded, BpbResult (and tokenshift.evaluate.evaluate)
+    evaluate    evaluate_loaded, BpbResult, BitsPerByte (and tokenshift.evaluate.evaluate)
     heal        HealConfig, HealReport (the function: tokenshift.heal.heal)
-    bytelevel   evaluate_bytes, generate_bytes, ByteEnsemble, ByteBpbResult
+    bytelevel   evaluate_bytes, generate_bytes, ByteBpbResult, ByteEnsemble, evaluate_ensemble, EnsembleResult
     dynamic     evaluate_dynamic, generate_dynamic, DynamicResult
     forensics   infer_mixture, MixtureResult
     export      export_gguf, ExportReport                     demo      run_demo, DemoReport
@@ -35,9 +35,10 @@ _PUBLIC: dict[str, str] = {
     "train_tokenizer": "train", "TrainConfig": "train", "TrainReport": "train",
     "measure_tokenizer": "measure", "compare_tokenizers": "measure", "TokenizerMeasurement": "measure",
     "TransplantConfig": "transplant", "TransplantReport": "transplant",
-    "evaluate_loaded": "evaluate", "BpbResult": "evaluate",
+    "evaluate_loaded": "evaluate", "BpbResult": "evaluate", "BitsPerByte": "evaluate",
     "HealConfig": "heal", "HealReport": "heal",
     "evaluate_bytes": "bytelevel", "generate_bytes": "bytelevel", "ByteEnsemble": "bytelevel", "ByteBpbResult": "bytelevel",
+    "evaluate_ensemble": "bytelevel", "EnsembleResult": "bytelevel",
     "evaluate_dynamic": "dynamic", "generate_dynamic": "dynamic", "DynamicResult": "dynamic",
     "infer_mixture": "forensics", "MixtureResult": "forensics",
     "export_gguf": "export", "ExportReport": "export",

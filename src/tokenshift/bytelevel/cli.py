@@ -17,7 +17,7 @@ def _byte_model(spec: str, args: argparse.Namespace) -> Any:
     from .model import ByteLevelModel
 
     loaded = load_model(spec, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
-    return ByteLevelModel(loaded, beam=args.beam, threshold=args.threshold)
+    return ByteLevelModel(loaded, beam=args.beam, threshold=args.threshold, window=args.window)
 
 
 def _stop(value: str | None) -> bytes | None:
@@ -54,8 +54,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
     from ..data import load_texts
-    from .ensemble import ByteEnsemble, check_mix, fit_weights, mix_byte_bits, normalise_weights
-    from .run import bpb_from_scores, evaluate_bytes, generate_bytes
+    from .ensemble import ByteEnsemble, check_mix, evaluate_ensemble, fit_ensemble_weights, normalise_weights
+    from .run import generate_bytes
 
     if len(args.models) < 2:
         raise ValueError("an ensemble needs at least two models; name two or more (e.g. smollm2-135m gemma3-270m)")
@@ -66,48 +66,26 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     text_sets = [load_texts(spec, max_bytes=args.max_bytes) for spec in args.text or []]
     fit_texts = load_texts(args.fit_weights, max_bytes=args.max_bytes) if args.fit_weights else None
     models = [_byte_model(spec, args) for spec in args.models]
-    if fit_texts is not None:
-        if args.weights or args.mix != "linear":
-            raise ValueError("--fit-weights chooses linear weights itself; drop --weights and --mix")
-        held_out = [[bit for score in evaluate_bytes(model, fit_texts)[1] for bit in score.byte_bits] for model in models]
-        args.weights = [float(w) for w in fit_weights(held_out)]
-    ensemble = ByteEnsemble(models, weights=args.weights, mix=args.mix)
-    results = []
-    for texts in text_sets:
-        member_scores = []
-        for model in models:
-            result, scores = evaluate_bytes(model, texts)
-            results.append(result)
-            member_scores.append(scores)
-        mixed_scores = []
-        for doc_scores in zip(*member_scores):  # the mixture from the members' per-byte probabilities, no new forwards
-            from .model import ByteScore
-
-            bits = mix_byte_bits([s.byte_bits for s in doc_scores], weights=args.weights, mix=args.mix)
-            mixed_scores.append(ByteScore(bits=sum(bits), bytes=doc_scores[0].bytes, byte_bits=bits, stats=doc_scores[0].stats))
-        seconds = sum(r.seconds for r in results[-len(models):])
-        results.append(bpb_from_scores(ensemble.name, texts, mixed_scores, seconds))
+    results = evaluate_ensemble(models, text_sets, weights=args.weights, mixes=[args.mix], fit_on=fit_texts) if text_sets else []
+    weights, mix = args.weights, args.mix
+    if fit_texts is not None:  # generation uses the fitted linear weights too
+        weights, mix = (results[0].fitted_weights if results else fit_ensemble_weights(models, fit_texts)), "linear"
     generation = None
     if args.prompt is not None:
-        generation = generate_bytes(ensemble, args.prompt, max_bytes=args.max_bytes_out, temperature=args.temperature,
-                                    seed=args.seed, back_off=args.back_off)
+        generation = generate_bytes(ByteEnsemble(models, weights=weights, mix=mix), args.prompt, max_bytes=args.max_bytes_out,
+                                    temperature=args.temperature, seed=args.seed, back_off=args.back_off)
     if args.json:
         _print_json({"results": [r.to_json() for r in results], "generation": generation.to_json() if generation else None,
                      "exactness": {m.name: m.exactness.to_json() for m in models}})
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"Byte-level bits per byte (lower is better; mix {args.mix})")
-    for column in ("model", "text", "bytes", "bits/byte", "bytes/s", "beam", "dropped mass (max/step)"):
-        table.add_column(column, justify="left" if column in ("model", "text") else "right")
-    for r in results:
-        dropped = max((s.dropped_mass_max for s in r.stats), default=0.0)
-        table.add_row(r.model, r.text, f"{r.bytes:,}", f"{r.bits_per_byte:.4f}", f"{r.bytes_per_second:,.1f}",
-                      str(args.beam), f"{dropped:.1e}")
+    from ..report import ensemble_table
+
     console = Console(width=160)
     if results:
-        console.print(table)
+        console.print(ensemble_table(results, title=f"Byte-level bits per byte (lower is better; beam {args.beam}, "
+                                                    f"threshold {args.threshold:g}; mix {args.mix})"))
     for model in models:
         console.print(f"{model.name}: {model.exactness.note}")
     if generation is not None:
@@ -117,9 +95,11 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     from ..options import non_negative_float, non_negative_int, positive_int, probability
+    from .model import BEAM, THRESHOLD, WINDOW
 
-    p.add_argument("--beam", type=positive_int, default=16, help="token-sequence prefixes kept per byte (each sums all its next tokens)")
-    p.add_argument("--threshold", type=probability, default=1e-9, help="drop prefixes under this share of a byte's probability mass")
+    p.add_argument("--beam", type=positive_int, default=BEAM, help="token-sequence prefixes kept per byte (each sums all its next tokens)")
+    p.add_argument("--threshold", type=probability, default=THRESHOLD, help="drop prefixes under this share of a byte's probability mass")
+    p.add_argument("--window", type=positive_int, default=WINDOW, help="tokenizations may differ from the heaviest one only in their last N tokens")
     p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0: greedy; else sample the next byte at this temperature")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--back-off", type=non_negative_int, help="take the prompt's canonical tokens as given except the last N (faster, approximate)")
@@ -153,7 +133,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-bytes", type=positive_int, help="keep the leading whole documents up to this many bytes per text")
     p.add_argument("--weights", type=non_negative_float, nargs="+", help="one weight per model (default: equal)")
     p.add_argument("--mix", default="linear", choices=list(MIXES), help="linear: fixed weights; bayes: posterior weights")
-    p.add_argument("--fit-weights", metavar="TEXT", help="choose the linear weights that minimise bits on this held-out text (e.g. wiki-fr:validation)")
+    p.add_argument("--fit-weights", metavar="TEXT",
+                   help="also fit linear weights that minimise bits on this held-out text (e.g. wiki-fr:validation); generation then uses them")
     p.add_argument("--prompt", help="also generate from the mixture after this prompt")
     p.add_argument("--max-bytes-out", type=positive_int, default=64, help="bytes to generate at most with --prompt")
     _common(p)

@@ -11,12 +11,17 @@ share ``SWITCH_RATE`` spread back evenly, so the weights follow whichever model 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
+from ..data import TextSet
 from ..registry import Registry
 from .model import ByteLevelModel, ByteScore, ByteState, read_bits
+from .run import ByteBpbResult, bpb_from_scores, evaluate_bytes
 
 
 def _fixed(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -55,6 +60,11 @@ def normalise_weights(weights: Sequence[float] | None, count: int) -> np.ndarray
     return array / array.sum()
 
 
+def mixture_name(members: Sequence[str], weights: Sequence[float], mix: str) -> str:
+    """``linear(0.5·smollm2-135m + 0.5·gemma3-270m)``: the mix and each member's prior weight."""
+    return f"{mix}(" + " + ".join(f"{w:.2g}·{name}" for name, w in zip(members, weights)) + ")"
+
+
 class ByteEnsemble:
     """Several :class:`ByteLevelModel` as one byte-level model (same ``start``/``log_prob`` verbs)."""
 
@@ -68,7 +78,7 @@ class ByteEnsemble:
 
     @property
     def name(self) -> str:
-        return f"{self.mix}(" + " + ".join(f"{w:.2g}·{m.name}" for m, w in zip(self.models, self.weights)) + ")"
+        return mixture_name([m.name for m in self.models], self.weights, self.mix)
 
     def start(self, prompt: bytes = b"", *, back_off: int | None = None) -> EnsembleState:
         """All members read ``prompt``; with ``bayes`` the weights start from their posterior after it."""
@@ -149,3 +159,105 @@ def mix_byte_bits(member_bits: Sequence[Sequence[float]], *, weights: Sequence[f
         out.append(-math.log2(float(w @ column)))
         w = MIXES[mix](w, column)
     return out
+
+
+def mix_scores(member_scores: Sequence[Sequence[ByteScore]], *, weights: Sequence[float] | None = None,
+               mix: str = "linear") -> list[ByteScore]:
+    """Each document's score under the mixture, from the members' scores of the same documents
+    (``member_scores[k][d]``: member k on document d); no model runs again. ``stats``: the first member's."""
+    mixed = []
+    for doc_scores in zip(*member_scores, strict=True):
+        if len({s.bytes for s in doc_scores}) != 1:
+            raise ValueError("the members' scores cover different bytes; score every member on the same documents")
+        bits = mix_byte_bits([s.byte_bits for s in doc_scores], weights=weights, mix=mix)
+        mixed.append(ByteScore(bits=float(sum(bits)), bytes=doc_scores[0].bytes, byte_bits=bits, stats=doc_scores[0].stats))
+    return mixed
+
+
+FITTED = "fitted"  # the mixture key of the linear mixture whose weights ``fit_on`` chose
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """One text set: each member alone and each mixture of them, byte-level bits per byte on the same bytes.
+
+    ``mixtures``: by mix name (prior ``weights``), plus ``"fitted"`` (linear, ``fitted_weights`` chosen
+    on ``fitted_on``) when the weights were fitted. A mixture's ``seconds`` are its members' scoring time.
+    """
+
+    text: str
+    members: list[ByteBpbResult]
+    mixtures: dict[str, ByteBpbResult]
+    weights: list[float]
+    fitted_weights: list[float] | None = None
+    fitted_on: str | None = None
+
+    @property
+    def best_member(self) -> ByteBpbResult:
+        return min(self.members, key=lambda r: r.bits_per_byte)
+
+    def gain(self, mix: str) -> float:
+        """Bits per byte of mixture ``mix`` minus the best member's (negative: the mixture is better)."""
+        return self.mixtures[mix].bits_per_byte - self.best_member.bits_per_byte
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_ensemble_weights(models: Sequence[ByteLevelModel], texts: TextSet, *, progress: Any = None) -> list[float]:
+    """The linear weights that minimise the mixture's bits on ``texts`` (held-out text, e.g. a
+    validation split): every member scores it once, then :func:`fit_weights`."""
+    member_bits = [[bit for score in evaluate_bytes(model, texts, progress=progress)[1] for bit in score.byte_bits]
+                   for model in models]
+    return [float(w) for w in fit_weights(member_bits)]
+
+
+def evaluate_ensemble(
+    models: Sequence[ByteLevelModel],
+    texts: TextSet | Sequence[TextSet],
+    *,
+    weights: Sequence[float] | None = None,
+    mixes: Sequence[str] = ("linear",),
+    fit_on: TextSet | None = None,
+    progress: Any = None,
+) -> list[EnsembleResult]:
+    """Bits per byte of each member and of each mixture of them, on each text set.
+
+    Every member scores every document once; each mix in ``mixes`` (with prior ``weights``, default
+    equal) is then computed from those per-byte scores (:func:`mix_scores`), so asking for every mix
+    costs no more forwards than asking for one. ``fit_on``: held-out text to fit linear weights on
+    (:func:`fit_ensemble_weights`), added as the ``"fitted"`` mixture; never the text scored.
+    ``progress``: as in :func:`evaluate_bytes`.
+    """
+    if len(models) < 2:
+        raise ValueError("an ensemble needs at least two models; name two or more (e.g. smollm2-135m gemma3-270m)")
+    for mix in mixes:
+        check_mix(mix)
+    if not mixes and fit_on is None:
+        raise ValueError("nothing to mix: name at least one mix, or held-out text to fit linear weights on")
+    prior = normalise_weights(weights, len(models))
+    text_sets = [texts] if isinstance(texts, TextSet) else list(texts)
+    if fit_on is not None and any(t.name == fit_on.name for t in text_sets):
+        raise ValueError(f"fit the weights on held-out text, not on {fit_on.name}, which is also scored (e.g. a validation split)")
+    fitted = fit_ensemble_weights(models, fit_on, progress=progress) if fit_on is not None else None
+    names = [m.name for m in models]
+    results = []
+    for text_set in text_sets:
+        members, member_scores = [], []
+        for model in models:
+            result, scores = evaluate_bytes(model, text_set, progress=progress)
+            members.append(result)
+            member_scores.append(scores)
+        started = time.perf_counter()
+        chosen = [(mix, mix, list(prior)) for mix in mixes]
+        if fitted is not None:
+            chosen.append((FITTED, "linear", fitted))
+        mixtures = {}
+        for key, mix, mix_weights in chosen:
+            mixed = mix_scores(member_scores, weights=mix_weights, mix=mix)
+            label = mixture_name(names, mix_weights, mix)
+            mixtures[key] = bpb_from_scores(f"fitted {label}" if key == FITTED else label, text_set, mixed,
+                                            sum(r.seconds for r in members) + time.perf_counter() - started)
+        results.append(EnsembleResult(text=text_set.name, members=members, mixtures=mixtures, weights=[float(w) for w in prior],
+                                      fitted_weights=fitted, fitted_on=fit_on.name if fit_on is not None else None))
+    return results

@@ -127,6 +127,13 @@ class _Item:
         return self.weight * float(self.dist.cumsum[self.hi] - self.dist.cumsum[self.lo])
 
 
+# The defaults every entry point shares (library, CLI, benchmark): measured in bench/bytelevel.py, where
+# beam 8 and threshold 1e-4 keep byte-level bits at or below token-level ones at ~4 tokens forwarded per byte.
+BEAM = 8  # token-sequence prefixes kept per byte
+THRESHOLD = 1e-4  # prefixes under this share of a byte's probability mass are dropped first
+WINDOW = 4  # tokenizations may differ from the heaviest one only in its last WINDOW tokens
+
+
 class ByteLevelModel:
     """A causal LM and its tokenizer as a model over bytes: :meth:`next_byte_distribution`, :meth:`log_prob`.
 
@@ -138,7 +145,7 @@ class ByteLevelModel:
     :func:`tokenshift.evaluate.evaluate_loaded`, so bits per byte compare with the token-level ones.
     """
 
-    def __init__(self, loaded: LoadedModel, *, beam: int = 8, threshold: float = 1e-4, window: int = 4) -> None:
+    def __init__(self, loaded: LoadedModel, *, beam: int = BEAM, threshold: float = THRESHOLD, window: int = WINDOW) -> None:
         if beam < 1 or window < 1:
             raise ValueError(f"beam and window must be at least 1, got beam {beam}, window {window}")
         if not 0 <= threshold < 1:

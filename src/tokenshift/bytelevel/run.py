@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..data import TextSet
+from ..evaluate.bpb import BitsPerByte
 from .model import END, BeamStats, ByteScore
 
 if TYPE_CHECKING:
@@ -28,25 +29,15 @@ class ByteSource(Protocol):
 
 
 @dataclass(frozen=True)
-class ByteBpbResult:
-    """Byte-level bits per byte of one model (or mixture) on one text set, at corpus level.
+class ByteBpbResult(BitsPerByte):
+    """Byte-level bits per byte of one model (or mixture) on one text set: :class:`BitsPerByte` plus
+    each document's beam statistics.
 
     ``bits``: sum over documents of -log2 P(document's bytes | conditioning token) (end of text not
     scored, as in token-level :class:`BpbResult`); ``bytes``: UTF-8 bytes.
     """
 
-    model: str
-    text: str
-    documents: int
-    bytes: int
-    bits: float
-    bits_per_byte: float
-    seconds: float
-    bytes_per_second: float
     stats: list[BeamStats] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def bpb_from_scores(model: str, texts: TextSet, scores: list[ByteScore], seconds: float) -> ByteBpbResult:

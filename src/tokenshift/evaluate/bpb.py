@@ -24,30 +24,43 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class BpbResult:
-    """One model on one text set. Bits are base-2 NLL; bytes are UTF-8 bytes of the documents."""
+class BitsPerByte:
+    """What every bits-per-byte result states: one model (or mixture) on one text set, at corpus level.
+    Bits are base-2 NLL; bytes are UTF-8 bytes of the documents.
+
+    Two kinds extend it: :class:`BpbResult` (token level: the model's tokens, window, dtype) and
+    ``tokenshift.bytelevel.ByteBpbResult`` (byte level: no tokens to count, the beam's statistics
+    instead). They stay two types because each one's extra fields mean nothing for the other; tables
+    and comparisons that need only bits per byte take this base.
+    """
 
     model: str
-    tokenizer: str
     text: str
     documents: int
     bytes: int
-    tokens: int
     bits: float
     bits_per_byte: float
-    tokens_per_byte: float
-    bits_per_token: float
     seconds: float
     bytes_per_second: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BpbResult(BitsPerByte):
+    """Token-level bits per byte: :class:`BitsPerByte` plus the tokens that carried it."""
+
+    tokenizer: str
+    tokens: int
+    tokens_per_byte: float
+    bits_per_token: float
     context: int
     stride: int
     conditioning_token: str
     device: str
     dtype: str
     encoder: str = "canonical"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def default_context(model: Any, cap: int = 2048) -> int:

@@ -20,6 +20,7 @@ from .pages import heal_page as heal_page
 from .pages import measure_page as measure_page
 from .tables import bpb_table as bpb_table
 from .tables import comparison_table as comparison_table
+from .tables import ensemble_table as ensemble_table
 from .tables import language_cost_table as language_cost_table
 from .tables import measurement_table as measurement_table
 from .tables import premium_table as premium_table

@@ -18,6 +18,24 @@ def bpb_table(results: Sequence[Any], title: str = "Bits per byte") -> Table:
     return table
 
 
+def ensemble_table(results: Sequence[Any], title: str = "Byte-level bits per byte of each model and each mixture") -> Table:
+    """Per text: each member, then each mixture with its bits per byte against the best member's.
+    ``results``: :class:`tokenshift.bytelevel.EnsembleResult`."""
+    table = Table(title=title)
+    for column in ("text", "model", "bytes", "bits/byte", "vs best model", "bytes/s", "dropped mass (max/step)"):
+        table.add_column(column, justify="left" if column in ("text", "model") else "right")
+    for e in results:
+        best = e.best_member.bits_per_byte
+        for r in e.members:
+            dropped = max((s.dropped_mass_max for s in r.stats), default=0.0)
+            table.add_row(e.text, r.model, f"{r.bytes:,}", f"{r.bits_per_byte:.4f}", f"{r.bits_per_byte - best:+.4f}",
+                          f"{r.bytes_per_second:,.1f}", f"{dropped:.1e}")
+        for r in e.mixtures.values():
+            table.add_row(e.text, r.model, f"{r.bytes:,}", f"{r.bits_per_byte:.4f}", f"{r.bits_per_byte - best:+.4f}",
+                          f"{r.bytes_per_second:,.1f}", "")
+    return table
+
+
 def measurement_table(measurements: Sequence[Any], title: str = "Tokenizers") -> Table:
     table = Table(title=title)
     columns = ("tokenizer", "text", "bytes/token", "fertility", "words split", f"Rényi eff. (α={measurements[0].renyi_alpha:g})" if measurements else "Rényi eff.",
