@@ -49,7 +49,7 @@ def weights(folder):
     return load_model(folder, device="cpu", dtype="float32")
 
 
-@pytest.mark.parametrize("recipe", ["distill-rows", "fit-head", "lora-distill"])
+@pytest.mark.parametrize("recipe", ["distill-rows", "distill-body", "fit-head", "lora-distill"])
 def test_each_recipe_lowers_its_own_objective(recipe, extended):
     _, _, report = heal(extended["student"], config=cfg(extended, recipe=recipe, row_lr=1e-2, head_lr=1e-2, lora_lr=3e-3))
     (phase,) = report.phases
@@ -96,6 +96,23 @@ def test_lora_distill_merges_into_a_plain_folder_and_keeps_copied_rows(extended,
     assert set(lm.state_dict()) == set(before.model.state_dict())  # no adapter left behind
     reloaded = weights(str(tmp_path / "out"))
     ids = torch.tensor([[1, 5, 9, int(new_row_ids(copied, tokenizer.vocab_size)[0])]])
+    assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
+
+
+def test_distill_body_adapts_only_the_layers_below_its_target_and_merges(extended, tmp_path):
+    before = weights(extended["student"])
+    copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])
+    lm, _, report = heal(extended["student"], config=cfg(extended, recipe="distill-body", row_lr=1e-2, lora_lr=3e-3, distill_layer=1),
+                         out=tmp_path / "out")
+    (phase,) = report.phases
+    assert phase["details"]["layers"] == 1 and phase["details"]["lora_layers"] > 0 and not report.untied
+    changed = {k for k, v in before.model.state_dict().items() if "embed" not in k and "lm_head" not in k and not torch.equal(v, lm.state_dict()[k])}
+    assert changed and all(".layers.0." in k for k in changed), changed  # LoRA merged into the first layer only
+    assert set(lm.state_dict()) == set(before.model.state_dict())  # no adapter left behind
+    old_in, new_in = before.model.get_input_embeddings().weight, lm.get_input_embeddings().weight
+    assert torch.equal(old_in[copied], new_in[copied])
+    reloaded = weights(str(tmp_path / "out"))
+    ids = torch.tensor([[1, 5, 9, 12]])
     assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
 
 

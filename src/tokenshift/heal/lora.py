@@ -33,18 +33,19 @@ def _module_name(model: nn.Module, module: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is module)
 
 
-def add_lora(model: Any, *, rank: int, alpha: float, rows: Sequence[int] = ()) -> Adapters:
+def add_lora(model: Any, *, rank: int, alpha: float, rows: Sequence[int] = (), layers: int | None = None) -> Adapters:
     """Inject LoRA adapters (rank ``rank``, scale ``alpha / rank``) into every ``nn.Linear`` of the
-    model's body (``get_decoder()``), and make the embedding rows ``rows`` (ids) trainable; every other
-    parameter is frozen."""
+    model's body (``get_decoder()``), or only of its first ``layers`` decoder layers, and make the
+    embedding rows ``rows`` (ids) trainable; every other parameter is frozen."""
     from peft import LoraConfig, LoraModel
 
     if rank < 1:
         raise ValueError(f"LoRA rank must be at least 1, got {rank}")
     body, head = model.get_decoder(), model.get_output_embeddings()
     prefix = _module_name(model, body)
+    allowed = None if layers is None else {id(m) for layer in body.layers[:layers] for m in layer.modules()}
     targets = [f"{prefix}.{name}" if prefix else name for name, module in body.named_modules()
-               if isinstance(module, nn.Linear) and module is not head]
+               if isinstance(module, nn.Linear) and module is not head and (allowed is None or id(module) in allowed)]
     if not targets:
         raise ValueError(f"{type(model).__name__} has no nn.Linear layers in its body for LoRA; use the stage 'all' instead")
     token_indices = None

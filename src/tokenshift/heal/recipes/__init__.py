@@ -4,6 +4,7 @@ A recipe is a sequence of phases, each given a share of the budget (minutes or t
 
     rows          distill-rows, then fit-head (the default for an extension: measured best on 2 CPU cores, see README)
     distill-rows  token distillation of the new input rows through a truncated model; head stays tied
+    distill-body  distill-rows with LoRA on the truncated layers too (measured on a replacement: README)
     fit-head      the new output rows fitted on cached final hidden states (the head is untied)
     lora-distill  LoRA on the body plus the new rows, distilled from the original model (chunk likelihoods)
     rows-lora     distill-rows, then lora-distill (the default for a replacement tokenizer, see README)
@@ -92,6 +93,18 @@ class PhaseClock:
         took = self.deadline.elapsed() - self.step_started
         self.steps += 1
         self.step_seconds = 0.8 * self.step_seconds + 0.2 * took if self.steps > 1 else took
+
+
+def original_teacher(ctx: PhaseContext) -> Any:
+    """The original model, frozen: the context's teacher, or for an extension (whose teacher is the
+    student itself) the original loaded afresh, for phases that change the student's body or whose
+    softmax must not include the new rows."""
+    if ctx.teacher is not ctx.model:
+        return ctx.teacher
+    from ...modeling import load_model
+
+    teacher = load_model(ctx.original, dtype="float32", device=ctx.device, trust_remote_code=ctx.config.trust_remote_code).model
+    return teacher.eval().requires_grad_(False)
 
 
 PhaseFn = Callable[..., PhaseResult]  # (ctx, *, seconds: float, tokens: int | None) -> PhaseResult

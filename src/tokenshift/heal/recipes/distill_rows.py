@@ -19,12 +19,14 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..data import cut_pieces
 from ..rows import NewRowEmbedding, RowAdam, autocast, target_layer, truncated
-from . import PhaseClock, PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+from . import PhaseClock, PhaseContext, PhaseResult, Recipe, original_teacher, register_phase, register_recipe
+from .lora_distill import lr_factor
 
 HELD_OUT = 32  # pieces kept back to measure the phase's own objective
 POOL_BATCHES = 8  # batches' worth of examples sorted by length together
@@ -68,8 +70,10 @@ def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask
 
 
-def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample]) -> torch.Tensor:
-    """Mean squared difference of the compared hidden states of one batch (fp32)."""
+def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample], teacher: Any = None) -> torch.Tensor:
+    """Mean squared difference of the compared hidden states of one batch (fp32). ``teacher``: the
+    model that reads the original tokenization (default: the context's)."""
+    teacher_model = ctx.teacher if teacher is None else teacher
     device = ctx.device
     s_ids, s_mask = _padded([e.student_ids for e in batch], ctx.tokenizer.padding_token())
     t_ids, t_mask = _padded([e.teacher_ids for e in batch], ctx.teacher_tokenizer.padding_token())
@@ -78,8 +82,8 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
     pos_s = torch.tensor([p for e in batch for p in e.student_positions], device=device)
     pos_t = torch.tensor([p for e in batch for p in e.teacher_positions], device=device)
     with torch.no_grad(), autocast(device, ctx.mixed):
-        teacher = ctx.teacher.get_decoder()(input_ids=t_ids.to(device), attention_mask=t_mask.to(device), use_cache=False).last_hidden_state
-        target = teacher[rows_t, pos_t].float()
+        hidden_t = teacher_model.get_decoder()(input_ids=t_ids.to(device), attention_mask=t_mask.to(device), use_cache=False).last_hidden_state
+        target = hidden_t[rows_t, pos_t].float()
     with autocast(device, ctx.mixed):
         hidden = ctx.model.get_decoder()(inputs_embeds=embedding(s_ids.to(device)), attention_mask=s_mask.to(device),
                                          use_cache=False).last_hidden_state
@@ -88,7 +92,20 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
 
 @register_phase("distill-rows")
 def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    return _distill(ctx, seconds=seconds, tokens=tokens, body=False)
+
+
+@register_phase("distill-body", trains_body=True)
+def distill_body(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    """distill-rows with LoRA adapters on the truncated layers too: the layers below the target learn
+    to read the new splits of old words (" option" + "al"), which no row can fix, at the cost of a
+    truncated forward and backward (the backward reaches the first layer anyway, for the rows)."""
+    return _distill(ctx, seconds=seconds, tokens=tokens, body=True)
+
+
+def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: bool) -> PhaseResult:
     config = ctx.config
+    name = "distill-body" if body else "distill-rows"
     started = time.perf_counter()
     clock = PhaseClock(ctx.deadline, seconds, tokens)
     layers = target_layer(ctx.model, config.distill_layer)
@@ -98,8 +115,15 @@ def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     is_new[ctx.new_ids] = True
     ctx.model.requires_grad_(False)
     ctx.teacher.requires_grad_(False)
+    teacher = original_teacher(ctx) if body else ctx.teacher  # the adapters go into the student's body
     embedding = NewRowEmbedding(ctx.model, ctx.new_ids)
     optimizer = RowAdam(embedding.rows, lr=config.row_lr)
+    adapters = body_optimizer = None
+    if body:
+        from ..lora import add_lora
+
+        adapters = add_lora(ctx.model, rank=config.lora_rank, alpha=config.lora_alpha, layers=layers)
+        body_optimizer = torch.optim.AdamW(adapters.lora, lr=config.lora_lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
 
     # Tokenize lazily, in order, so a short run does not pay for the whole text; later passes skip
     # the held-out pieces at the front.
@@ -123,16 +147,16 @@ def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
 
     held = next_examples(HELD_OUT)
     if not held:
-        raise ValueError("distill-rows: the new tokenizer uses none of its new tokens on the training text; "
+        raise ValueError(f"{name}: the new tokenizer uses none of its new tokens on the training text; "
                          "there is nothing to distil (heal on text in the new tokenizer's language)")
     first_train = cursor
 
     def held_loss() -> float:
         with torch.no_grad():
-            losses = [distill_loss(ctx, embedding, held[i: i + config.distill_batch]).item() for i in range(0, len(held), config.distill_batch)]
+            losses = [distill_loss(ctx, embedding, held[i: i + config.distill_batch], teacher).item() for i in range(0, len(held), config.distill_batch)]
         return sum(losses) / len(losses)
 
-    with truncated(ctx.model, layers), truncated(ctx.teacher, layers) if ctx.teacher is not ctx.model else nullcontext():
+    with truncated(ctx.model, layers), truncated(teacher, layers) if teacher is not ctx.model else nullcontext():
         start_loss = held_loss()
         seen_tokens = 0
         ready: list[list[DistillExample]] = []
@@ -149,21 +173,35 @@ def distill_rows(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
             if not ready:
                 break
             batch = ready.pop()
-            loss = distill_loss(ctx, embedding, batch)
+            loss = distill_loss(ctx, embedding, batch, teacher)
             loss.backward()
             optimizer.step()
+            if body_optimizer is not None:
+                for group in body_optimizer.param_groups:
+                    group["lr"] = config.lora_lr * lr_factor(clock.steps, clock.elapsed(), clock.seconds)
+                body_optimizer.step()
+                body_optimizer.zero_grad(set_to_none=True)
             seen_tokens += sum(len(e.student_ids) - 1 for e in batch)
             clock.stepped()
             if clock.steps % 20 == 0:
-                ctx.log(f"distill-rows step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
+                ctx.log(f"{name} step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
         end_loss = held_loss()
     embedding.write_back()
+    details = {}
+    if adapters is not None:
+        from ..lora import merge_lora
+
+        details = {"rank": config.lora_rank, "alpha": config.lora_alpha, "lora_lr": config.lora_lr, "lora_layers": merge_lora(adapters)}
+        ctx.model.requires_grad_(False)
     trained_rows = int((optimizer.count > 0).sum())
-    return PhaseResult("distill-rows", round(time.perf_counter() - started, 3), seen_tokens, "mse of hidden states", start_loss, end_loss,
+    return PhaseResult(name, round(time.perf_counter() - started, 3), seen_tokens, "mse of hidden states", start_loss, end_loss,
                        {"layers": layers, "of_layers": len(ctx.model.get_decoder().layers), "steps": clock.steps, "lr": config.row_lr,
                         "batch": config.distill_batch, "piece_bytes": config.distill_piece_bytes, "new_rows": int(len(ctx.new_ids)),
-                        "rows_trained": trained_rows})
+                        "rows_trained": trained_rows, **details})
+
 
 
 register_recipe(Recipe("distill-rows", (("distill-rows", 1.0),),
                        "token distillation of the new input rows through a truncated model; the head stays tied"))
+register_recipe(Recipe("distill-body", (("distill-body", 1.0),),
+                       "token distillation of the new input rows and LoRA on the layers below the target; merged at the end"))

@@ -29,7 +29,7 @@ from ..data import length_batches, make_batch, training_pieces
 from ..forward import TokenLogprobs
 from ..losses import distillation_loss
 from ..rows import autocast
-from . import PhaseClock, PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+from . import PhaseClock, PhaseContext, PhaseResult, Recipe, original_teacher, register_phase, register_recipe
 
 SEQ_LEN = 256
 BATCH = 4
@@ -46,17 +46,6 @@ def lr_factor(step: int, elapsed: float, seconds: float) -> float:
     return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
-def _teacher(ctx: PhaseContext) -> Any:
-    """The original model, frozen: the context's teacher, or for an extension (whose teacher is the
-    student itself) the original loaded afresh, so that its softmax has no new rows in it."""
-    if ctx.teacher is not ctx.model:
-        return ctx.teacher
-    from ...modeling import load_model
-
-    teacher = load_model(ctx.original, dtype="float32", device=ctx.device, trust_remote_code=ctx.config.trust_remote_code).model
-    return teacher.eval().requires_grad_(False)
-
-
 @register_phase("lora-distill", trains_body=True)
 def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
     from ..lora import add_lora, merge_lora
@@ -64,7 +53,7 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     config = ctx.config
     started = time.perf_counter()
     clock = PhaseClock(ctx.deadline, seconds, tokens)
-    teacher = _teacher(ctx)
+    teacher = original_teacher(ctx)
     pieces = training_pieces(ctx.documents, ctx.tokenizer, seq_len=SEQ_LEN)
     random.Random(config.seed).shuffle(pieces)
     held, train = pieces[:HELD_OUT], pieces[HELD_OUT:]
