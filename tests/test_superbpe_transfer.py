@@ -53,6 +53,21 @@ def test_stage1_truncation_is_the_bpe_trained_to_that_size():
     assert truncate_bpe(full, 430).to_str() == short.to_str()
 
 
+def test_words_spelled_out_from_the_full_bpe_equal_the_cut_bpe_s_encoding():
+    import numpy as np
+
+    from tokenshift.train.superbpe import _encode_words, truncated_ids
+
+    docs = phrase_corpus(400)
+    full = train_bpe(iter(docs), vocab_size=520, pattern=word_pattern("single"), special_tokens=["<|endoftext|>"])
+    words = sorted({w for doc in docs for w in doc.replace(" ", "\n ").split("\n")} | {"", " anticonstitutionnellement", "1234"})
+    ids, lengths = _encode_words(full, words)
+    for size in (300, 430, 519, 520):
+        expected_ids, expected_lengths = _encode_words(truncate_bpe(full, size), words)
+        got_ids, got_lengths = truncated_ids(full, ids, lengths, size)
+        assert np.array_equal(got_lengths, expected_lengths) and np.array_equal(got_ids, expected_ids), size
+
+
 def test_blocks_cut_only_where_a_pretoken_ends():
     doc = "".join(f"line {i} of text\n  indented {i}\n" for i in range(200))
     pieces = list(blocks(doc, block_chars=100))
@@ -87,6 +102,10 @@ def test_reported_savings_match_a_recount(phrases):
     documents = [json.loads(line)["text"] for line in corpus.read_text().splitlines()]
     recount = 1 - count_tokens(tokenizer.backend, documents) / count_tokens(bpe.backend, documents)
     assert report.savings_vs_bpe[str(corpus)] == pytest.approx(recount, abs=1e-6)
+    training, held = hold_out(iter(documents), share=report.superbpe["held_out_share"])  # the same slice again
+    list(training)  # the slice fills as the training text is read
+    recount_held = 1 - count_tokens(tokenizer.backend, held.documents) / count_tokens(bpe.backend, held.documents)
+    assert report.savings_vs_bpe["held-out"] == pytest.approx(recount_held, abs=1e-6) == report.superbpe["savings"]
     # measure finds the stage-1 BPE beside the tokenizer and counts the same
     baseline = stage1_baseline(str(folder))
     assert baseline is not None and stage1_baseline(str(corpus)) is None

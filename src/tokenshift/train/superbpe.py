@@ -54,39 +54,113 @@ def count_word_runs(documents: Iterable[str], digits: str) -> tuple[Counter[str]
     return runs, passthrough()
 
 
-def encode_word_runs(stage1: tokenizers.Tokenizer, runs: Counter[str]) -> Segmentation:
-    """Segment the word runs with ``stage1``, encoding each distinct word once instead of each run.
+@dataclass(frozen=True)
+class WordRuns:
+    """The distinct word runs cut into their stage-1 pretokens once, whatever stage 1 then is.
 
     A run's stage-1 pretokens are its words, cut before each space: "(of the" -> "(of", " the".
     In the stage-1 rule (:func:`.pretokenize.word_pattern`) a match holds a space only as its first
     character, or holds nothing but whitespace, and a run's only whitespace is those spaces and maybe
     its first character; so each cut is a match boundary, no match reaches past the next cut, and
     encoding the words one by one gives exactly the run's ids (whatever Unicode version either regex
-    engine uses for letters). An added token with a space in it could span a cut: then each run is
-    encoded whole.
+    engine uses for letters). ``words``: the distinct parts; ``sequence``: each run's parts end to end,
+    as indices into ``words``; ``parts_per_run`` and ``counts``: per run.
+    """
+
+    words: list[str]
+    sequence: Any
+    parts_per_run: Any
+    counts: Any
+
+    @classmethod
+    def cut(cls, runs: Counter[str]) -> WordRuns:
+        import numpy as np
+
+        texts = list(runs)
+        index: dict[str, int] = {}
+        # "\n" never occurs in a run, so it can mark where one ends. A run splits into its spaces + 1
+        # parts: its words, after "" when it starts with a space.
+        parts = "\n".join(texts).replace(" ", "\n ").split("\n")
+        sequence = np.fromiter([index.setdefault(part, len(index)) for part in parts], dtype=np.int64, count=len(parts))
+        del parts
+        parts_per_run = np.fromiter((text.count(" ") + 1 for text in texts), dtype=np.int64, count=len(texts))
+        return cls(list(index), sequence, parts_per_run, np.fromiter(runs.values(), dtype=np.int64, count=len(runs)))
+
+    def segment(self, word_ids: Any, word_lengths: Any) -> Segmentation:
+        """The runs' ids from each distinct word's ids (``word_ids`` end to end, ``word_lengths`` each)."""
+        import numpy as np
+
+        # The ids of part k are word_ids[firsts[k] : firsts[k] + part_lengths[k]]; laid end to end, id j
+        # of the result comes from word_ids[j + firsts[k] - (parts' ids before part k)].
+        part_lengths = word_lengths[self.sequence]
+        firsts = (np.cumsum(word_lengths) - word_lengths)[self.sequence]
+        gather = np.repeat(firsts - (np.cumsum(part_lengths) - part_lengths), part_lengths) + np.arange(int(part_lengths.sum()))
+        run_lengths = np.add.reduceat(part_lengths, np.cumsum(self.parts_per_run) - self.parts_per_run)
+        kept = run_lengths >= 2
+        return Segmentation(word_ids[gather][np.repeat(kept, run_lengths)], run_lengths[kept], self.counts[kept])
+
+
+def words_cut_exactly(stage1: tokenizers.Tokenizer) -> bool:
+    """Whether encoding a run word by word equals encoding it whole (:class:`WordRuns`): not when an
+    added token with a space in it could span a cut."""
+    return not any(" " in token.content for token in stage1.get_added_tokens_decoder().values())
+
+
+def encode_word_runs(stage1: tokenizers.Tokenizer, runs: Counter[str]) -> Segmentation:
+    """Segment the word runs with ``stage1``, encoding each distinct word once instead of each run
+    (:class:`WordRuns`); each run whole when :func:`words_cut_exactly` says no."""
+    if not runs or not words_cut_exactly(stage1):
+        return encode_chunks(stage1, runs)
+    cut = WordRuns.cut(runs)
+    return cut.segment(*_encode_words(stage1, cut.words))
+
+
+class Spelling:
+    """How a trained BPE's ids above any cut are spelled in the ids below it, for
+    :func:`truncated_ids`: each id's merge parts, read once from the BPE."""
+
+    def __init__(self, bpe: tokenizers.Tokenizer) -> None:
+        model = json.loads(bpe.to_str())["model"]
+        vocab = model["vocab"]
+        self.size = max(vocab.values()) + 1
+        self.parts: dict[int, tuple[int, int]] = {}
+        for merge in model["merges"]:
+            left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+            self.parts[vocab[left + right]] = (vocab[left], vocab[right])
+
+    def below(self, size: int) -> tuple[Any, Any]:
+        """(flat, offsets): id i spelled in ids below ``size`` is flat[offsets[i] : offsets[i + 1]]."""
+        import numpy as np
+
+        spelled: list[list[int]] = [[i] for i in range(min(size, self.size))]
+        for token_id in range(size, self.size):  # parts have lower ids, so each is spelled before it is needed
+            left, right = self.parts[token_id]
+            spelled.append(spelled[left] + spelled[right])
+        lengths = np.fromiter((len(x) for x in spelled), dtype=np.int64, count=len(spelled))
+        flat = np.fromiter((i for x in spelled for i in x), dtype=np.int64, count=int(lengths.sum()))
+        return flat, np.concatenate([[0], np.cumsum(lengths)])
+
+
+def truncated_ids(bpe: tokenizers.Tokenizer | Spelling, ids: Any, lengths: Any, size: int) -> tuple[Any, Any]:
+    """(ids, lengths) of words encoded by ``bpe``, as :func:`.transition.truncate_bpe` (``bpe`` cut to
+    its first ``size`` ids) would encode them: every id >= ``size`` spelled out as the ids its merge
+    joined, recursively.
+
+    Exact: merges apply lowest rank first, and a merge's id grows with its rank, so ``bpe`` encodes a
+    word by taking every merge the cut tokenizer takes, in the same order, before its first merge of
+    an id >= ``size``; after that no merge below ``size`` can apply again (its parts are ids below
+    ``size``, and merges only ever join tokens already adjacent). Encoding once with the full BPE
+    serves every candidate transition.
     """
     import numpy as np
 
-    if not runs or any(" " in token.content for token in stage1.get_added_tokens_decoder().values()):
-        return encode_chunks(stage1, runs)
-    texts = list(runs)
-    index: dict[str, int] = {}
-    # "\n" never occurs in a run, so it can mark where one ends. A run splits into its spaces + 1
-    # parts: its words, after "" when it starts with a space.
-    parts = "\n".join(texts).replace(" ", "\n ").split("\n")
-    sequence = np.fromiter([index.setdefault(part, len(index)) for part in parts], dtype=np.int64, count=len(parts))
-    del parts
-    word_ids, word_lengths = _encode_words(stage1, list(index))
-    # The ids of part k are word_ids[firsts[k] : firsts[k] + part_lengths[k]]; laid end to end, id j
-    # of the result comes from word_ids[j + firsts[k] - (parts' ids before part k)].
-    part_lengths = word_lengths[sequence]
-    firsts = (np.cumsum(word_lengths) - word_lengths)[sequence]
-    gather = np.repeat(firsts - (np.cumsum(part_lengths) - part_lengths), part_lengths) + np.arange(int(part_lengths.sum()))
-    parts_per_run = np.fromiter((text.count(" ") + 1 for text in texts), dtype=np.int64, count=len(texts))
-    run_lengths = np.add.reduceat(part_lengths, np.cumsum(parts_per_run) - parts_per_run)
-    kept = run_lengths >= 2
-    counts = np.fromiter(runs.values(), dtype=np.int64, count=len(runs))
-    return Segmentation(word_ids[gather][np.repeat(kept, run_lengths)], run_lengths[kept], counts[kept])
+    flat, offsets = (bpe if isinstance(bpe, Spelling) else Spelling(bpe)).below(size)
+    spell_lengths = np.diff(offsets)
+    out_lengths = spell_lengths[ids]
+    out = flat[np.repeat(offsets[:-1][ids] - (np.cumsum(out_lengths) - out_lengths), out_lengths) + np.arange(int(out_lengths.sum()))]
+    ends = np.concatenate([[0], np.cumsum(out_lengths)])
+    word_ends = np.cumsum(lengths)
+    return out, ends[word_ends] - ends[word_ends - lengths]
 
 
 def _encode_words(stage1: tokenizers.Tokenizer, words: list[str]) -> tuple[Any, Any]:
@@ -134,12 +208,14 @@ def _check(vocab_size: int, special_tokens: list[str], transition: float | int, 
     return t
 
 
-def add_superwords(stage1: tokenizers.Tokenizer, runs: Counter[str], *, vocab_size: int, digits: str, max_words: int,
+def add_superwords(stage1: tokenizers.Tokenizer, runs: Counter[str] | Segmentation, *, vocab_size: int, digits: str, max_words: int,
                    min_frequency: int, show_progress: bool = False) -> tokenizers.Tokenizer:
-    """Stage 2: ``stage1`` plus superword merges learned over the word ``runs`` up to ``vocab_size`` ids."""
+    """Stage 2: ``stage1`` plus superword merges learned over the word ``runs`` (or their stage-1
+    segmentation) up to ``vocab_size`` ids."""
     from tokenizers import Tokenizer
 
-    merges = learn_merges(stage1, encode_word_runs(stage1, runs), n_merges=vocab_size - stage1.get_vocab_size(with_added_tokens=True),
+    segmentation = runs if isinstance(runs, Segmentation) else encode_word_runs(stage1, runs)
+    merges = learn_merges(stage1, segmentation, n_merges=vocab_size - stage1.get_vocab_size(with_added_tokens=True),
                           max_token_pieces=max_words, min_frequency=min_frequency, show_progress=show_progress)
     spec = append_merges_to_spec(json.loads(stage1.to_str()), merges)
     spec["pre_tokenizer"] = byte_level_pre_tokenizer_json(superword_pattern(digits))
@@ -193,8 +269,17 @@ def train_superbpe_checked(
         raise ValueError(f"no text was held out ({held_out_share:.0%} of too few blocks); give more text, or pass --held-out 0 "
                          "with a fixed --transition to train on everything unchecked")
 
+    # Every candidate's stage 1 is a cut of ``bpe``: the runs are cut into words and the words encoded
+    # once, and each candidate spells the ids above its cut out (:func:`truncated_ids`).
+    cut = WordRuns.cut(runs) if runs and words_cut_exactly(bpe) else None
+    full = _encode_words(bpe, cut.words) if cut is not None else None
+    spelling = Spelling(bpe) if cut is not None else None
+
     def build(t: int) -> tokenizers.Tokenizer:
-        return add_superwords(truncate_bpe(bpe, t), runs, vocab_size=vocab_size, digits=digits, max_words=max_words,
+        stage1 = truncate_bpe(bpe, t)
+        segmentation = (cut.segment(*truncated_ids(spelling, *full, t)) if cut is not None and full is not None and spelling is not None
+                        else runs)
+        return add_superwords(stage1, segmentation, vocab_size=vocab_size, digits=digits, max_words=max_words,
                               min_frequency=min_frequency, show_progress=show_progress)
 
     tokenizer, report = choose_transition(build, bpe, held.documents, vocab_size=vocab_size, transitions=transitions,
