@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,7 +158,7 @@ def transfer_section(args, console) -> None:
     split = args.transfer_split
     texts = {**{f"wiki-{lang}": load_texts(f"wiki-{lang}:{split}").documents for lang in args.langs},
              **{f"man-{lang}": load_texts(f"man-{lang}:{split}").documents for lang in OTHER_DOMAIN}}
-    table = Table(title=f"Transfer: trained on {' + '.join(train_texts)}; fewer tokens than tokenshift bpe on each {split} split "
+    table = Table(title=f"Transfer (times: median of {args.repeats} runs): trained on {' + '.join(train_texts)}; fewer tokens than tokenshift bpe on each {split} split "
                         "(man-de and man-it: languages not trained on)")
     for column in ("vocab", "tokenizer", "transition", *texts, "train s", "× HF BPE"):
         table.add_column(column, justify="left" if column == "tokenizer" else "right")
@@ -166,7 +168,12 @@ def transfer_section(args, console) -> None:
             stats, tokenizers = {}, {}
             for trainer in TRANSFER_TRAINERS:
                 out = Path(scratch) / f"{trainer}-{vocab}"
-                stats[trainer] = run_worker(trainer, vocab, train_texts, out)
+                runs = []
+                for repeat in range(args.repeats):  # the median of a few runs: this VM's timings vary by 10-20%
+                    shutil.rmtree(out, ignore_errors=True)
+                    runs.append(run_worker(trainer, vocab, train_texts, out))
+                stats[trainer] = {**runs[-1], "seconds": statistics.median(r["seconds"] for r in runs),
+                                  "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
                 tokenizers[trainer] = load_tokenizer(out / "tokenizer.json")
                 if trainer == "tokenshift-superbpe":
                     stats[trainer]["report"] = json.loads((out / "train.json").read_text())["superbpe"]
@@ -199,6 +206,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["main", "extension"], choices=["main", "extension", "transfer"])
     parser.add_argument("--transfer-split", default="test", choices=["validation", "test"],
                         help="transfer: the split measured (validation to choose constants, test to report)")
+    parser.add_argument("--repeats", type=int, default=3, help="transfer: train each tokenizer this many times; times are medians")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--texts", nargs="+", help=argparse.SUPPRESS)
