@@ -133,58 +133,28 @@ def continuation_nats(
     batch_tokens: int = 2048,
 ) -> tuple[float, float]:
     """Summed NLL (nats) of every continuation token given the conditioning token and its context (ids
-    below the embedding's rows are base ids, the rest index ``rows``), and the forward seconds."""
-    import torch
-
-    from ..modeling.logprobs import has_body_and_head, head_reproduces_logits, logit_softcap, logprobs_from_logits, target_logprobs
+    below the embedding's rows are base ids, the rest index ``rows``), and the forward seconds: each
+    document one window for evaluate's :class:`~tokenshift.evaluate.scoring.WindowScorer`."""
+    from ..evaluate.scoring import NonFiniteLikelihood, WindowScorer, make_batches
+    from ..evaluate.windows import Window
 
     model = loaded.model
-    pad = loaded.tokenizer.padding_token()
-    sequences = [([conditioning, *c, *m], len(m)) for c, m in zip(contexts, continuations)]
-    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0]))
-    chunked = has_body_and_head(model)
-    if chunked:  # the chunked head is trusted once it reproduces the model's logits (on base ids only)
-        probe = torch.tensor([[conditioning, *continuations[0][:63]]], device=loaded.device)
-        chunked = head_reproduces_logits(model, probe)
-        if not chunked:
-            logger.warning("chunked output head disagrees with %s's own logits; scoring with full forwards", type(model).__name__)
+    windows = []
+    for context, continuation in zip(contexts, continuations):
+        sequence = [conditioning, *context, *continuation]
+        windows.append(Window(inputs=sequence[:-1], targets=sequence[1:], scored=len(continuation)))
+    scorer = WindowScorer(model, device=loaded.device, embed=lambda ids: input_embeddings(model, ids, rows))
     total = 0.0
     seconds = 0.0
-    start = 0
-    while start < len(order):
-        width = len(sequences[order[start]][0])
-        stop = start + max(1, batch_tokens // width)
-        batch = [sequences[i] for i in order[start:stop]]
-        start = stop
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        scored = torch.zeros(ids.shape, dtype=torch.bool)
-        targets = torch.zeros_like(ids)
-        for row, (sequence, scored_count) in enumerate(batch):
-            n = len(sequence)
-            ids[row, :n] = torch.tensor(sequence)
-            mask[row, :n] = 1
-            targets[row, : n - 1] = ids[row, 1:n]
-            scored[row, n - 1 - scored_count : n - 1] = True
-        ids, mask, scored, targets = (t.to(loaded.device) for t in (ids, mask, scored, targets))
+    for batch in make_batches(windows, batch_tokens=batch_tokens):
         began = time.perf_counter()
-        with torch.inference_mode():
-            embeds = input_embeddings(model, ids, rows)
-            if chunked:
-                hidden = model.get_decoder()(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-                head = model.get_output_embeddings()
-                logprobs = target_logprobs(hidden[scored], head.weight, targets[scored], bias=getattr(head, "bias", None),
-                                           softcap=logit_softcap(model))
-            else:
-                logits = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits
-                logprobs = logprobs_from_logits(logits[scored].float(), targets[scored])
-            total -= float(logprobs.double().sum())
+        total += scorer.nll_nats(batch, loaded.tokenizer.padding_token())
         if loaded.device.startswith("cuda"):
+            import torch
+
             torch.cuda.synchronize()
         seconds += time.perf_counter() - began
     if not math.isfinite(total):
-        from ..evaluate.scoring import NonFiniteLikelihood
-
         raise NonFiniteLikelihood("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
     return total, seconds
 

@@ -23,17 +23,25 @@ class WindowScorer:
     Before trusting the chunked head it checks once against the model's own logits (on the first
     window). A model whose head does something the check does not reproduce is scored with plain full
     forwards instead, after a warning: any causal LM can be scored that way, only with more memory.
+
+    ``embed``: how input ids become the vectors the body reads, for ids the embedding module does not
+    hold (dynamic tokenization's merged tokens); the head check then runs on the first window's
+    scored targets, which are always ids the model has.
     """
 
-    def __init__(self, model: Any, *, device: str) -> None:
+    def __init__(self, model: Any, *, device: str, embed: Callable[[Any], Any] | None = None) -> None:
         self.model = model
         self.device = device
+        self.embed = embed
         self.use_chunked_head = has_body_and_head(model)
         self.checked = False
 
-    def _check_head(self, input_ids: Any, attention_mask: Any) -> None:
-        length = min(int(attention_mask[0].sum()), HEAD_CHECK_TOKENS)
-        if not head_reproduces_logits(self.model, input_ids[:1, :length], attention_mask[:1, :length]):
+    def _check_head(self, input_ids: Any, attention_mask: Any, targets: Any, scored: Any) -> None:
+        if self.embed is not None:
+            input_ids = targets[:1][scored[:1]][None, :HEAD_CHECK_TOKENS]
+            attention_mask = None
+        length = min(int(attention_mask[0].sum()) if attention_mask is not None else input_ids.shape[1], HEAD_CHECK_TOKENS)
+        if not head_reproduces_logits(self.model, input_ids[:1, :length], None if attention_mask is None else attention_mask[:1, :length]):
             logger.warning("chunked output head disagrees with %s's own logits; scoring with full forwards (more memory)", type(self.model).__name__)
             self.use_chunked_head = False
         self.checked = True
@@ -57,11 +65,13 @@ class WindowScorer:
         attention_mask, scored = attention_mask.to(self.device), scored.to(self.device)
         with torch.inference_mode():
             if self.use_chunked_head and not self.checked:
-                self._check_head(input_ids, attention_mask)
+                self._check_head(input_ids, attention_mask, targets, scored)
+            inputs: dict[str, Any] = {"input_ids": input_ids} if self.embed is None else {"input_ids": None, "inputs_embeds": self.embed(input_ids)}
             if self.use_chunked_head:
-                logprobs = scored_logprobs(self.model, input_ids, attention_mask, targets, scored, logit_bytes=LOGIT_BYTES_PER_CHUNK)
+                logprobs = scored_logprobs(self.model, attention_mask=attention_mask, targets=targets, scored=scored,
+                                           logit_bytes=LOGIT_BYTES_PER_CHUNK, **inputs)
             else:
-                logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+                logits = self.model(attention_mask=attention_mask, use_cache=False, **inputs).logits
                 logprobs = logprobs_from_logits(logits[scored].float(), targets[scored])
         return -float(logprobs.double().sum())
 

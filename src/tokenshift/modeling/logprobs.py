@@ -109,11 +109,14 @@ def _cce_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Ten
     return -loss.float()
 
 
-def scored_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor,
-                    scored: torch.Tensor, *, impl: HeadImpl = "chunked", logit_bytes: int = LOGIT_BYTES) -> torch.Tensor:
+def scored_logprobs(model: Any, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, targets: torch.Tensor,
+                    scored: torch.Tensor, *, impl: HeadImpl = "chunked", logit_bytes: int = LOGIT_BYTES,
+                    inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
     """log p(target) in nats of every scored position, row-major: the body over the whole batch, the
-    head over scored positions only. input_ids, attention_mask, targets, scored: (B, L) -> (N,)."""
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    head over scored positions only. input_ids (or inputs_embeds (B, L, D)), attention_mask, targets,
+    scored: (B, L) -> (N,)."""
+    hidden = model.get_decoder()(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                 use_cache=False).last_hidden_state
     head = model.get_output_embeddings()
     # getattr: a head wrapped by PEFT's trainable tokens (heal's stage lora) exposes its weight only (heal/lora.py refuses biased heads)
     return target_logprobs(hidden[scored], head.weight, targets[scored], bias=getattr(head, "bias", None),
