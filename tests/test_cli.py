@@ -86,6 +86,11 @@ def test_public_api_resolves_every_name_and_import_imports_no_torch():
             "assert all(getattr(tokenshift, n) is not None for n in names); print(len(names))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(done.stdout) >= 25
+    # the CLI's parser (every subcommand, its choices read from the registries) imports no torch either
+    code = ("import sys; from tokenshift.cli import build_parser; build_parser(); "
+            "assert 'torch' not in sys.modules, 'heavy import'; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "ok"
 
 
 def test_registry_refuses_duplicates_and_suggests_close_names():

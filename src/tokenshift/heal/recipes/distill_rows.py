@@ -19,14 +19,16 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..data import cut_pieces
-from ..rows import NewRowEmbedding, RowAdam, autocast, target_layer, truncated
 from . import PhaseClock, PhaseContext, PhaseResult, Recipe, original_teacher, register_phase, register_recipe
 from .lora_distill import lr_factor
+
+if TYPE_CHECKING:  # torch is imported where a phase runs: listing the recipes (the CLI's --help) stays light
+    import torch
+
+    from ..rows import NewRowEmbedding
 
 HELD_OUT = 32  # pieces kept back to measure the phase's own objective
 POOL_BATCHES = 8  # batches' worth of examples sorted by length together
@@ -61,6 +63,8 @@ def distill_example(piece: str, ctx: PhaseContext, is_new: torch.Tensor) -> Dist
 
 
 def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     width = max(map(len, rows))
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -73,6 +77,10 @@ def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor
 def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample], teacher: Any = None) -> torch.Tensor:
     """Mean squared difference of the compared hidden states of one batch (fp32). ``teacher``: the
     model that reads the original tokenization (default: the context's)."""
+    import torch
+
+    from ..rows import autocast
+
     teacher_model = ctx.teacher if teacher is None else teacher
     device = ctx.device
     s_ids, s_mask = _padded([e.student_ids for e in batch], ctx.tokenizer.padding_token())
@@ -104,6 +112,10 @@ def distill_body(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
 
 
 def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: bool) -> PhaseResult:
+    import torch
+
+    from ..rows import NewRowEmbedding, RowAdam, target_layer, truncated
+
     config = ctx.config
     name = "distill-body" if body else "distill-rows"
     started = time.perf_counter()

@@ -19,14 +19,14 @@ import logging
 import math
 import random
 import time
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ...modeling.logprobs import logit_softcap
 from ..data import cut_pieces, length_batches, make_batch
-from ..rows import autocast
 from . import PhaseContext, PhaseResult, Recipe, register_phase, register_recipe
+
+if TYPE_CHECKING:  # torch is imported where the phase runs: listing the recipes (the CLI's --help) stays light
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ def _set_tied_flag(model: Any, tied: bool) -> None:
 
 def untie_head(model: Any) -> int:
     """Give the output head its own copy of the embedding matrix; returns the parameters added."""
+    import torch
+
     if not is_tied(model):
         return 0
     head = model.get_output_embeddings()
@@ -71,6 +73,8 @@ def tie_head(model: Any) -> None:
 
 
 def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None) -> torch.Tensor:
+    import torch
+
     logits = hidden @ weight.T
     if bias is not None:
         logits = logits + bias
@@ -79,12 +83,23 @@ def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return logits
 
 
-@torch.no_grad()
 def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None
                         ) -> tuple[list[torch.Tensor], list[torch.Tensor], int, list[int]]:
     """(hidden states (n, D) bf16 per piece, targets (n,) per piece, tokens, the index in ``pieces`` of
     each) until time or tokens run out; pieces with no scored position are left out. Pieces are read
     in pools of ``CACHE_POOL``, each pool batched by length."""
+    import torch
+
+    with torch.no_grad():
+        return _cache_hidden_states(ctx, pieces, seconds=seconds, tokens=tokens)
+
+
+def _cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float, tokens: int | None
+                         ) -> tuple[list[torch.Tensor], list[torch.Tensor], int, list[int]]:
+    import torch
+
+    from ..rows import autocast
+
     model, tokenizer, device = ctx.model, ctx.tokenizer, ctx.device
     started = ctx.deadline.elapsed()
     hidden_out: list[torch.Tensor] = []
@@ -116,17 +131,19 @@ def cache_hidden_states(ctx: PhaseContext, pieces: list[str], *, seconds: float,
     return hidden_out, target_out, seen, index_out
 
 
-@torch.no_grad()
 def fixed_parts(hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, fixed: torch.Tensor, bias: torch.Tensor | None,
                 softcap: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per position: logsumexp of the fixed rows' logits, and the target's logit (meaningful where the
     target is a fixed row)."""
+    import torch
+
     lse, target_logit = [], []
-    for first in range(0, len(hidden), LOGIT_ROWS):
-        h = hidden[first: first + LOGIT_ROWS].float()
-        logits = _logits(h, weight.float(), bias.float() if bias is not None else None, softcap)
-        target_logit.append(logits.gather(1, targets[first: first + LOGIT_ROWS, None]).squeeze(1))
-        lse.append(logits.masked_fill(~fixed, float("-inf")).logsumexp(1))
+    with torch.no_grad():
+        for first in range(0, len(hidden), LOGIT_ROWS):
+            h = hidden[first: first + LOGIT_ROWS].float()
+            logits = _logits(h, weight.float(), bias.float() if bias is not None else None, softcap)
+            target_logit.append(logits.gather(1, targets[first: first + LOGIT_ROWS, None]).squeeze(1))
+            lse.append(logits.masked_fill(~fixed, float("-inf")).logsumexp(1))
     return torch.cat(lse), torch.cat(target_logit)
 
 
@@ -134,6 +151,8 @@ def head_loss(rows: torch.Tensor, hidden: torch.Tensor, slot: torch.Tensor, lse_
               bias: torch.Tensor | None, softcap: float | None) -> torch.Tensor:
     """Mean next-token loss (nats) of positions whose softmax is (fixed rows) + ``rows``; ``slot``: the
     target's index in ``rows``, -1 where the target is a fixed row."""
+    import torch
+
     logits = _logits(hidden.float(), rows, bias, softcap)
     lse = torch.logaddexp(lse_fixed, logits.logsumexp(1))
     target = torch.where(slot >= 0, logits.gather(1, slot.clamp(min=0)[:, None]).squeeze(1), target_fixed)
@@ -142,6 +161,8 @@ def head_loss(rows: torch.Tensor, hidden: torch.Tensor, slot: torch.Tensor, lse_
 
 @register_phase("fit-head")
 def fit_head(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    import torch
+
     config = ctx.config
     wall = time.perf_counter()
     started = ctx.deadline.elapsed()  # the phase's own time runs on the deadline's clock (injectable)

@@ -21,15 +21,14 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..data import length_batches, make_batch, training_pieces
-from ..forward import TokenLogprobs
 from ..losses import distillation_loss
-from ..rows import autocast
 from . import PhaseClock, PhaseContext, PhaseResult, Recipe, original_teacher, register_phase, register_recipe
+
+if TYPE_CHECKING:
+    import torch
 
 SEQ_LEN = 256
 BATCH = 4
@@ -48,7 +47,11 @@ def lr_factor(step: int, elapsed: float, seconds: float) -> float:
 
 @register_phase("lora-distill", trains_body=True)
 def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    import torch
+
+    from ..forward import TokenLogprobs
     from ..lora import add_lora, merge_lora
+    from ..rows import autocast
 
     config = ctx.config
     started = time.perf_counter()
