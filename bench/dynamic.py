@@ -9,7 +9,11 @@ the continuation's bits per byte and its change against the unmerged context, an
 
     python bench/dynamic.py [--models smollm2-135m gemma3-270m] [--text wiki-en:test wiki-fr:test]
                             [--max-bytes 6000] [--sweep pretoken:16 pretoken:64 pretoken:256 word:256]
-                            [--methods subword scaled scaled:scale=0.92,length_power=0] [--threads 2]
+                            [--methods subword scaled scaled:scale=0.92,length_power=0] [--distil 0 20] [--threads 2]
+
+A sweep entry ``word:r0.2`` merges until the contexts are 20% shorter instead of up to N merges.
+``--distil S``: also with the merged rows distilled on the contexts for S steps (``dynamic/distil.py``);
+the ``distil s`` column is that distillation's time, which the prefill saving does not cover.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tokenshift.data import load_texts
+from tokenshift.dynamic.distil import distil_merged_rows
 from tokenshift.dynamic.embed import byte_lengths, merged_rows
 from tokenshift.dynamic.score import build_result, continuation_nats, merge_contexts, prepare_halves
 from tokenshift.evaluate.bpb import default_context
@@ -45,13 +50,15 @@ def main() -> None:
                         help="BOUNDARY:N[:MIN_COUNT] entries: up to N merges within pretokens, whitespace words or anywhere")
     parser.add_argument("--min-count", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["subword", "scaled", "scaled:scale=0.92,length_power=0"])
+    parser.add_argument("--distil", nargs="+", type=int, default=[0], help="distillation steps of the merged rows (0: none)")
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write every result here (JSON lines)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     table = Table(title=f"dynamic tokenization of the context (min count {args.min_count}, leading {args.max_bytes} bytes per text)")
-    for column in ("model", "text", "method", "boundary", "N", "context tokens", "shorter", "bpb base", "bpb dynamic", "change", "min", "s base", "s dyn"):
+    for column in ("model", "text", "method", "boundary", "N", "context tokens", "shorter", "bpb base", "bpb dynamic", "change", "min",
+                   "distil", "distil s", "s base", "s dyn"):
         table.add_column(column, justify="left" if column in ("model", "text", "method") else "right")
     out = open(args.json, "w") if args.json else None
     for model in args.models:
@@ -69,28 +76,33 @@ def main() -> None:
             for entry in args.sweep:
                 boundary, n, *count = entry.split(":")
                 min_count = int(count[0]) if count else args.min_count
-                merged = merge_contexts(tokenizer, halves, base_size=embedding.shape[0], max_merges=int(n), boundary=boundary,
-                                        min_count=min_count)
+                limit = {"reduction": float(n[1:])} if n.startswith("r") else {"max_merges": int(n)}
+                merged = merge_contexts(tokenizer, halves, base_size=embedding.shape[0], boundary=boundary, min_count=min_count, **limit)
                 for method_text in args.methods:
                     method, options = method_spec(method_text)
-                    rows = merged_rows(embedding, merged.vocabulary, piece_bytes=sizes, method=method, options=options)
-                    began = time.perf_counter()
-                    key = (tuple(merged.vocabulary.merges), method_text)  # a saturated sweep repeats its merges: score them once
-                    if key not in scored:
-                        scored[key] = continuation_nats(loaded, merged.sequences, halves.continuation_ids, rows=rows, conditioning=conditioning)
-                    nats, seconds = scored[key]
-                    result = build_result(loaded, spec, halves, merged, nats_base=nats_base, nats_dynamic=nats, seconds_base=seconds_base,
-                                          seconds_dynamic=seconds, method=method, options=options, boundary=boundary,
-                                          context=context, conditioning=conditioning)
-                    if out:
-                        out.write(json.dumps(result.to_json()) + "\n")
-                        out.flush()
-                    table.add_row(model, spec, method_text, boundary, str(result.merges),
-                                  f"{result.context_tokens_base} → {result.context_tokens_dynamic}", f"{100 * result.context_reduction:.1f}%",
-                                  f"{result.bits_per_byte_base:.4f}", f"{result.bits_per_byte_dynamic:.4f}",
-                                  f"{100 * result.bits_per_byte_change:+.2f}%", str(min_count), f"{seconds_base:.1f}", f"{seconds:.1f}")
-                    print(f"{model} {spec} {method_text} {boundary} N={result.merges} min {min_count}: {100 * result.context_reduction:.1f}% shorter, "
-                          f"{100 * result.bits_per_byte_change:+.2f}% bpb ({time.perf_counter() - began:.0f} s)", flush=True)
+                    initial = merged_rows(embedding, merged.vocabulary, piece_bytes=sizes, method=method, options=options)
+                    for steps in args.distil:
+                        began = time.perf_counter()
+                        rows, report = distil_merged_rows(loaded, halves.context_ids, merged.sequences, merged.vocabulary, initial,
+                                                          conditioning=conditioning, steps=steps)
+                        key = (tuple(merged.vocabulary.merges), method_text, steps)  # a saturated sweep repeats its merges: score them once
+                        if key not in scored:
+                            scored[key] = continuation_nats(loaded, merged.sequences, halves.continuation_ids, rows=rows, conditioning=conditioning)
+                        nats, seconds = scored[key]
+                        result = build_result(loaded, spec, halves, merged, nats_base=nats_base, nats_dynamic=nats, seconds_base=seconds_base,
+                                              seconds_dynamic=seconds, method=method, options=options, boundary=boundary,
+                                              context=context, conditioning=conditioning, distil=report.to_json() if steps else None)
+                        if out:
+                            out.write(json.dumps(result.to_json()) + "\n")
+                            out.flush()
+                        table.add_row(model, spec, method_text, boundary, str(result.merges),
+                                      f"{result.context_tokens_base} → {result.context_tokens_dynamic}", f"{100 * result.context_reduction:.1f}%",
+                                      f"{result.bits_per_byte_base:.4f}", f"{result.bits_per_byte_dynamic:.4f}",
+                                      f"{100 * result.bits_per_byte_change:+.2f}%", str(min_count), str(steps) if steps else "",
+                                      f"{report.seconds:.0f}" if steps else "", f"{seconds_base:.1f}", f"{seconds:.1f}")
+                        print(f"{model} {spec} {method_text} {boundary} N={result.merges} min {min_count} distil {steps}: "
+                              f"{100 * result.context_reduction:.1f}% shorter, {100 * result.bits_per_byte_change:+.2f}% bpb "
+                              f"({time.perf_counter() - began:.0f} s)", flush=True)
     Console(width=160).print(table)
 
 

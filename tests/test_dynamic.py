@@ -151,6 +151,42 @@ def test_the_scored_half_is_tokenized_identically(tiny_loaded, documents):
     assert some.bits_per_byte_dynamic != some.bits_per_byte_base
 
 
+def test_distilled_merged_rows_lower_their_objective_and_leave_the_model_alone(tiny_loaded, documents):
+    import torch
+
+    from tokenshift.data import TextSet
+    from tokenshift.dynamic.distil import aligned_positions, distil_merged_rows
+    from tokenshift.dynamic.embed import byte_lengths, merged_rows
+    from tokenshift.dynamic.merges import DynamicVocabulary
+    from tokenshift.dynamic.score import evaluate_dynamic_loaded, merge_contexts, prepare_halves
+
+    vocabulary = DynamicVocabulary(base_size=10, pieces=[(3, 4), (3, 4, 5)])
+    # base C 1 3 4 5 6 ; merged C 1 A(3,4) 5 6 -> compared from A on: merged 2~base 3, 3~4, 4~5
+    assert aligned_positions([0, 1, 3, 4, 5, 6], [0, 1, 10, 5, 6], vocabulary) == ([2, 3, 4], [3, 4, 5])
+    assert aligned_positions([0, 1, 3, 4, 5, 6], [0, 1, 11, 6], vocabulary) == ([2, 3], [4, 5])
+    with pytest.raises(ValueError, match="does not spell"):
+        aligned_positions([0, 1, 3], [0, 1, 10], vocabulary)
+
+    tokenizer = tiny_loaded.tokenizer
+    halves = prepare_halves(tokenizer, documents, max_tokens=64)
+    embedding = tiny_loaded.model.get_input_embeddings().weight
+    merged = merge_contexts(tokenizer, halves, base_size=embedding.shape[0], max_merges=16, min_count=1)
+    rows = merged_rows(embedding, merged.vocabulary, piece_bytes=byte_lengths(tokenizer, embedding.shape[0]))
+    before = {k: v.clone() for k, v in tiny_loaded.model.state_dict().items()}
+    conditioning = tokenizer.conditioning_token()
+    same, report = distil_merged_rows(tiny_loaded, halves.context_ids, merged.sequences, merged.vocabulary, rows,
+                                      conditioning=conditioning, steps=0)
+    assert same is rows and report.steps == 0
+    trained, report = distil_merged_rows(tiny_loaded, halves.context_ids, merged.sequences, merged.vocabulary, rows,
+                                         conditioning=conditioning, steps=30, lr=1e-2, layer=1)
+    assert report.positions > 0 and report.loss_end < report.loss_start, report
+    assert trained.shape == rows.shape and trained.dtype == rows.dtype and not torch.equal(trained, rows)
+    assert all(torch.equal(v, tiny_loaded.model.state_dict()[k]) for k, v in before.items())
+    assert all(p.requires_grad for p in tiny_loaded.model.parameters()) or not any(p.requires_grad for p in tiny_loaded.model.parameters())
+    result = evaluate_dynamic_loaded(tiny_loaded, TextSet("docs", documents), merges=16, min_count=1, distil_steps=3)
+    assert result.distil is not None and result.distil["steps"] == 3
+
+
 def test_evaluate_cli_dynamic_json(tiny_model_dir, tmp_path, capsys):
     from conftest import synthetic_corpus
 

@@ -24,6 +24,9 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dynamic-boundary", default="pretoken", choices=list(BOUNDARIES),
                    help="merge within the tokenizer's pretokens (default), whitespace words, or anywhere")
     g.add_argument("--dynamic-min-count", type=positive_int, default=2, metavar="K", help="merge only pairs seen K times (default 2)")
+    g.add_argument("--dynamic-distil", type=non_negative_int, default=0, metavar="STEPS",
+                   help="distil the merged rows on the contexts for STEPS steps first (costs more than the prefill it saves; "
+                        "for contexts read many times)")
 
 
 def wants_dynamic(args: argparse.Namespace) -> bool:
@@ -40,7 +43,7 @@ def cmd_evaluate_dynamic(args: argparse.Namespace) -> int:
         boundary=args.dynamic_boundary,
         min_count=args.dynamic_min_count, tokenizer=args.tokenizer, max_bytes=args.max_bytes, context=args.context,
         batch_tokens=args.batch_tokens, conditioning_token=args.bos_token, dtype=args.dtype, device=args.device,
-        trust_remote_code=args.trust_remote_code)
+        trust_remote_code=args.trust_remote_code, distil_steps=args.dynamic_distil)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
     else:

@@ -64,6 +64,7 @@ class DynamicResult(BpbResult):
     seconds_base: float
     seconds_dynamic: float
     options: dict[str, Any] = field(default_factory=dict)
+    distil: dict[str, Any] | None = None  # the merged rows' distillation on the contexts (:mod:`.distil`), if any
 
 
 def split_document(text: str) -> tuple[str, str]:
@@ -172,9 +173,11 @@ def evaluate_dynamic_loaded(
     context: int | None = None,
     batch_tokens: int | None = None,
     conditioning_token: str | None = None,
+    distil_steps: int = 0,
 ) -> DynamicResult:
     """Bits per byte of each document's second half after its first half, with and without the first
-    halves merged (see the module docstring): up to ``merges`` merges or ``reduction`` fewer context tokens."""
+    halves merged (see the module docstring): up to ``merges`` merges or ``reduction`` fewer context tokens.
+    ``distil_steps``: steps of token distillation of the merged rows on the contexts (:mod:`.distil`)."""
     from ..evaluate.bpb import default_context
 
     check_merge_options(max_merges=merges, reduction=reduction, min_count=min_count, boundary=boundary)
@@ -192,18 +195,25 @@ def evaluate_dynamic_loaded(
                             boundary=boundary, min_count=min_count)
     rows = merged_rows(embedding, merged.vocabulary, piece_bytes=byte_lengths(tokenizer, embedding.shape[0]), method=method,
                        options=options)
+    distil = None
+    if distil_steps:
+        from .distil import distil_merged_rows
+
+        rows, report = distil_merged_rows(loaded, halves.context_ids, merged.sequences, merged.vocabulary, rows,
+                                          conditioning=conditioning, steps=distil_steps)
+        distil = report.to_json()
     nats_base, seconds_base = continuation_nats(loaded, halves.context_ids, halves.continuation_ids, conditioning=conditioning,
                                                 batch_tokens=batch_tokens)
     nats_dynamic, seconds_dynamic = continuation_nats(loaded, merged.sequences, halves.continuation_ids, rows=rows,
                                                       conditioning=conditioning, batch_tokens=batch_tokens)
     return build_result(loaded, texts.name, halves, merged, nats_base=nats_base, nats_dynamic=nats_dynamic, seconds_base=seconds_base,
                         seconds_dynamic=seconds_dynamic, method=method, options=options, boundary=boundary, context=context,
-                        conditioning=conditioning)
+                        conditioning=conditioning, distil=distil)
 
 
 def build_result(loaded: LoadedModel, text: str, halves: Halves, merged: MergedBatch, *, nats_base: float, nats_dynamic: float,
                  seconds_base: float, seconds_dynamic: float, method: str, options: dict[str, Any], boundary: str, context: int,
-                 conditioning: int) -> DynamicResult:
+                 conditioning: int, distil: dict[str, Any] | None = None) -> DynamicResult:
     """The result object from the two runs' totals."""
     n_bytes = halves.continuation_bytes
     tokens = sum(map(len, halves.continuation_ids))
@@ -218,7 +228,7 @@ def build_result(loaded: LoadedModel, text: str, halves: Halves, merged: MergedB
         context_bytes=sum(len(t.encode("utf-8")) for t in halves.contexts), context_tokens_base=merged.base_tokens,
         context_tokens_dynamic=merged.dynamic_tokens, context_reduction=merged.reduction, bits_base=bits_base,
         bits_per_byte_base=bits_base / n_bytes, bits_per_byte_dynamic=bits / n_bytes, bits_per_byte_change=bits / bits_base - 1,
-        seconds_base=seconds_base, seconds_dynamic=seconds_dynamic, options=dict(options),
+        seconds_base=seconds_base, seconds_dynamic=seconds_dynamic, options=dict(options), distil=distil,
     )
 
 
@@ -240,6 +250,7 @@ def evaluate_dynamic(
     dtype: DType = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
+    distil_steps: int = 0,
 ) -> list[DynamicResult]:
     """Load ``model`` and return :func:`evaluate_dynamic_loaded` on each text spec."""
     check_merge_options(max_merges=merges, reduction=reduction, min_count=min_count, boundary=boundary)
@@ -249,6 +260,6 @@ def evaluate_dynamic(
     return [
         evaluate_dynamic_loaded(loaded, text_set, merges=merges, reduction=reduction, method=method, options=options,
                                 boundary=boundary, min_count=min_count, context=context, batch_tokens=batch_tokens,
-                                conditioning_token=conditioning_token)
+                                conditioning_token=conditioning_token, distil_steps=distil_steps)
         for text_set in text_sets
     ]

@@ -1,0 +1,150 @@
+"""A short heal of merged tokens' input rows on the batch itself: token distillation (after Dobler et
+al. 2025, "AweDist", as heal's distill-rows) at inference time.
+
+The batch's contexts are read twice through the model cut to its first layers (heal's
+:func:`~tokenshift.heal.rows.truncated`): with base ids (teacher, once, no gradient) and with merged
+ids (student). A merged sequence is a coarsening of the base one, so after every merged-sequence token
+the history is the same bytes as after the last base piece it spells; from the first merged token on,
+the student's hidden state there is pulled towards the teacher's (mean squared difference). Only the
+merged rows move (Adam). Nothing the model predicts is involved: the continuation is never read.
+
+    base:    C  Ġun  belie  vable  Ġthe      hidden states compared after: vable ~ A', Ġthe ~ Ġthe
+    merged:  C  A'          Ġthe             (A' = Ġun+belie+vable, a merged id)
+
+It costs ``steps`` forward and backward passes over the contexts through the cut model, which is more
+than the prefill it shortens: it pays where the same merged context is read many times (a long
+document asked many questions), or to learn what better rows are worth (``bench/dynamic.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from .embed import input_embeddings
+from .merges import DynamicVocabulary
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..modeling.load import LoadedModel
+
+DISTIL_LAYER = 0.47  # share of the decoder layers the contexts are read through (heal's distill-rows)
+DISTIL_LR = 3e-3  # Adam's rate for the merged rows (heal's distill-rows)
+
+
+@dataclass(frozen=True)
+class DistilReport:
+    """What the distillation did: ``loss_start``/``loss_end``: the objective before and after."""
+
+    steps: int
+    layers: int
+    lr: float
+    positions: int
+    loss_start: float
+    loss_end: float
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def aligned_positions(base: list[int], merged: list[int], vocabulary: DynamicVocabulary) -> tuple[list[int], list[int]]:
+    """(merged positions, base positions) of the same history, from the first merged token on; both
+    sequences start with the conditioning token (position 0), which is never merged."""
+    merged_at, base_at = [], []
+    covered = 0
+    started = False
+    for i, token in enumerate(merged[1:], start=1):
+        covered += len(vocabulary.spell(token))
+        started = started or token >= vocabulary.base_size
+        if started:
+            merged_at.append(i)
+            base_at.append(covered)
+    if covered != len(base) - 1:
+        raise ValueError("the merged sequence does not spell the base sequence; merge the same contexts")
+    return merged_at, base_at
+
+
+def distil_merged_rows(
+    loaded: LoadedModel,
+    base_sequences: list[list[int]],
+    merged_sequences: list[list[int]],
+    vocabulary: DynamicVocabulary,
+    rows: torch.Tensor,
+    *,
+    conditioning: int,
+    steps: int,
+    lr: float = DISTIL_LR,
+    layer: float = DISTIL_LAYER,
+) -> tuple[torch.Tensor, DistilReport]:
+    """``rows`` (merged ids' input rows) after ``steps`` full-batch steps of token distillation on the
+    contexts themselves (module docstring); the model is left as it was."""
+    import torch
+
+    from ..heal.rows import autocast, cpu_has_bf16, target_layer, truncated
+
+    if steps < 0:
+        raise ValueError(f"distillation steps must be 0 or more, got {steps}")
+    started = time.perf_counter()
+    model, device = loaded.model, loaded.device
+    mixed = "bf16" if device.startswith("cuda") or cpu_has_bf16() else "no"
+    layers = target_layer(model, layer)
+    pad = loaded.tokenizer.padding_token()
+    examples = []
+    for base, merged in zip(base_sequences, merged_sequences):
+        teacher_ids, student_ids = [conditioning, *base], [conditioning, *merged]
+        student_at, teacher_at = aligned_positions(teacher_ids, student_ids, vocabulary)
+        if student_at:
+            examples.append((teacher_ids, student_ids, student_at, teacher_at))
+    trained = torch.nn.Parameter(rows.detach().float().clone())
+    if not examples or not len(vocabulary) or steps == 0:
+        return rows, DistilReport(0, layers, lr, 0, 0.0, 0.0, round(time.perf_counter() - started, 3))
+
+    def padded(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(map(len, sequences))
+        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, sequence in enumerate(sequences):
+            ids[r, : len(sequence)] = torch.tensor(sequence)
+            mask[r, : len(sequence)] = 1
+        return ids.to(device), mask.to(device)
+
+    batch_rows = torch.tensor([r for r, e in enumerate(examples) for _ in e[2]], device=device)
+    student_pos = torch.tensor([p for e in examples for p in e[2]], device=device)
+    teacher_pos = torch.tensor([p for e in examples for p in e[3]], device=device)
+    student_ids, student_mask = padded([e[1] for e in examples])
+    teacher_ids, teacher_mask = padded([e[0] for e in examples])
+    was_training = model.training
+    model.eval()
+    requires = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    optimizer = torch.optim.Adam([trained], lr=lr)
+    try:
+        with truncated(model, layers):
+            with torch.no_grad(), autocast(device, mixed):
+                target = model.get_decoder()(input_ids=teacher_ids, attention_mask=teacher_mask, use_cache=False).last_hidden_state
+                target = target[batch_rows, teacher_pos].float()
+
+            def loss() -> torch.Tensor:
+                with autocast(device, mixed):
+                    embeds = input_embeddings(model, student_ids, trained)
+                    hidden = model.get_decoder()(inputs_embeds=embeds, attention_mask=student_mask, use_cache=False).last_hidden_state
+                return (hidden[batch_rows, student_pos].float() - target).pow(2).mean()
+
+            losses = []
+            for _ in range(steps):
+                value = loss()
+                losses.append(float(value.detach()))
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+            with torch.no_grad():
+                losses.append(float(loss()))
+    finally:
+        for parameter, flag in zip(model.parameters(), requires):
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+    report = DistilReport(steps, layers, lr, len(student_pos), losses[0], losses[-1], round(time.perf_counter() - started, 3))
+    return trained.detach().to(rows.dtype), report
