@@ -83,7 +83,7 @@ def distil_merged_rows(
     contexts themselves (module docstring); the model is left as it was."""
     import torch
 
-    from ..heal.rows import autocast, cpu_has_bf16, target_layer, truncated
+    from ..heal.rows import autocast, cpu_has_bf16, padded_ids, target_layer, truncated
 
     if steps < 0:
         raise ValueError(f"distillation steps must be 0 or more, got {steps}")
@@ -98,24 +98,15 @@ def distil_merged_rows(
         student_at, teacher_at = aligned_positions(teacher_ids, student_ids, vocabulary)
         if student_at:
             examples.append((teacher_ids, student_ids, student_at, teacher_at))
-    trained = torch.nn.Parameter(rows.detach().float().clone())
     if not examples or not len(vocabulary) or steps == 0:
         return rows, DistilReport(0, layers, lr, 0, 0.0, 0.0, round(time.perf_counter() - started, 3))
-
-    def padded(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(map(len, sequences))
-        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, sequence in enumerate(sequences):
-            ids[r, : len(sequence)] = torch.tensor(sequence)
-            mask[r, : len(sequence)] = 1
-        return ids.to(device), mask.to(device)
+    trained = torch.nn.Parameter(rows.detach().float().clone())
 
     batch_rows = torch.tensor([r for r, e in enumerate(examples) for _ in e[2]], device=device)
     student_pos = torch.tensor([p for e in examples for p in e[2]], device=device)
     teacher_pos = torch.tensor([p for e in examples for p in e[3]], device=device)
-    student_ids, student_mask = padded([e[1] for e in examples])
-    teacher_ids, teacher_mask = padded([e[0] for e in examples])
+    student_ids, student_mask = (t.to(device) for t in padded_ids([e[1] for e in examples], pad))
+    teacher_ids, teacher_mask = (t.to(device) for t in padded_ids([e[0] for e in examples], pad))
     was_training = model.training
     model.eval()
     requires = [p.requires_grad for p in model.parameters()]

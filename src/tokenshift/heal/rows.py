@@ -118,6 +118,17 @@ class RowAdam:
         return int(len(touched))
 
 
+def padded_ids(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), both (len(rows), longest): each row of ids left-aligned, ``pad`` after it."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
 def decoder_depth(model: Any) -> int:
     return len(model.get_decoder().layers)
 

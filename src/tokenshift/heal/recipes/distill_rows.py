@@ -62,29 +62,17 @@ def distill_example(piece: str, ctx: PhaseContext, is_new: torch.Tensor) -> Dist
                           [p for p, _ in pairs], [q for _, q in pairs])
 
 
-def _padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, row in enumerate(rows):
-        ids[r, : len(row)] = torch.tensor(row)
-        mask[r, : len(row)] = 1
-    return ids, mask
-
-
 def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample], teacher: Any = None) -> torch.Tensor:
     """Mean squared difference of the compared hidden states of one batch (fp32). ``teacher``: the
     model that reads the original tokenization (default: the context's)."""
     import torch
 
-    from ..rows import autocast
+    from ..rows import autocast, padded_ids
 
     teacher_model = ctx.teacher if teacher is None else teacher
     device = ctx.device
-    s_ids, s_mask = _padded([e.student_ids for e in batch], ctx.tokenizer.padding_token())
-    t_ids, t_mask = _padded([e.teacher_ids for e in batch], ctx.teacher_tokenizer.padding_token())
+    s_ids, s_mask = padded_ids([e.student_ids for e in batch], ctx.tokenizer.padding_token())
+    t_ids, t_mask = padded_ids([e.teacher_ids for e in batch], ctx.teacher_tokenizer.padding_token())
     rows_s = torch.tensor([r for r, e in enumerate(batch) for _ in e.student_positions], device=device)
     rows_t = torch.tensor([r for r, e in enumerate(batch) for _ in e.teacher_positions], device=device)
     pos_s = torch.tensor([p for e in batch for p in e.student_positions], device=device)
