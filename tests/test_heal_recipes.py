@@ -118,7 +118,7 @@ def test_distill_body_adapts_only_the_layers_below_its_target_and_merges(extende
 
 def test_never_worse_restores_the_body_after_a_harmful_lora_phase(extended):
     before = weights(extended["student"])
-    lm, _, report = heal(extended["student"], config=cfg(extended, recipe="lora-distill", lora_lr=5.0, keep_last=False))
+    lm, _, report = heal(extended["student"], config=cfg(extended, recipe="lora-distill", lora_lr=100.0, keep_last=False))
     assert report.kept["state"] == "start", report.kept
     assert all(torch.equal(v, lm.state_dict()[k]) for k, v in before.model.state_dict().items())
 

@@ -8,9 +8,32 @@ gains 2% on French for a 0.01% move on English (measured: fit-head after distill
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..data import TextSet
+    from ..modeling.load import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+
+def held_out_bits(loaded: LoadedModel, eval_sets: Sequence[TextSet], *, when: str) -> dict[str, float]:
+    """Bits per byte of ``loaded`` on each evaluation set; a non-finite likelihood (training diverged:
+    weights went NaN or inf) counts as infinitely worse, so the guard drops that state."""
+    from ..evaluate import evaluate_loaded
+    from ..evaluate.scoring import NonFiniteLikelihood
+
+    results: dict[str, float] = {}
+    for texts in eval_sets:
+        try:
+            results[texts.name] = evaluate_loaded(loaded, texts).bits_per_byte
+        except NonFiniteLikelihood:
+            logger.warning("%s: the model's likelihood of %s is not finite (training diverged)", when, texts.name)
+            results[texts.name] = float("inf")
+    return results
 
 
 @dataclass

@@ -99,9 +99,8 @@ class Session:
 
 def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
     """Bits per byte of the student on every evaluation set, appended to the curve (main process)."""
-    from ..evaluate import evaluate_loaded
-    from ..evaluate.scoring import NonFiniteLikelihood
     from ..modeling.load import LoadedModel
+    from .guard import held_out_bits
 
     acc = session.accelerator
     started = time.perf_counter()
@@ -113,13 +112,7 @@ def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
         loaded = LoadedModel(model=model, tokenizer=session.tokenizer, name=session.name, device=str(acc.device),
                              dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
         with acc.autocast():
-            for texts in session.eval_sets:
-                try:
-                    results[texts.name] = evaluate_loaded(loaded, texts).bits_per_byte
-                except NonFiniteLikelihood:
-                    # Training diverged (weights went NaN or inf): infinitely worse, so the guard drops this state.
-                    logger.warning("step %d: the model's likelihood of %s is not finite (training diverged)", state.step, texts.name)
-                    results[texts.name] = float("inf")
+            results = held_out_bits(loaded, session.eval_sets, when=f"step {state.step}")
         model.train(was_training)
     acc.wait_for_everyone()
     state.eval_seconds += time.perf_counter() - started

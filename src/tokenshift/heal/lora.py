@@ -33,10 +33,13 @@ def _module_name(model: nn.Module, module: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is module)
 
 
-def add_lora(model: Any, *, rank: int, alpha: float, rows: Sequence[int] = (), layers: int | None = None) -> Adapters:
+def add_lora(model: Any, *, rank: int, alpha: float, rows: Sequence[int] = (), layers: int | None = None,
+             seed: int | None = None) -> Adapters:
     """Inject LoRA adapters (rank ``rank``, scale ``alpha / rank``) into every ``nn.Linear`` of the
     model's body (``get_decoder()``), or only of its first ``layers`` decoder layers, and make the
-    embedding rows ``rows`` (ids) trainable; every other parameter is frozen."""
+    embedding rows ``rows`` (ids) trainable; every other parameter is frozen. ``seed``: the adapters'
+    random start comes from it (and not from whatever drew from torch's global generator before)."""
+    import torch
     from peft import LoraConfig, LoraModel
 
     if rank < 1:
@@ -60,7 +63,10 @@ def add_lora(model: Any, *, rank: int, alpha: float, rows: Sequence[int] = (), l
             token_indices[_module_name(model, head)] = ids
         # A tied head is wrapped by PEFT itself, sharing the input embedding's trainable rows.
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, trainable_token_indices=token_indices)
-    tuner = LoraModel(model, config, "default")
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        tuner = LoraModel(model, config, "default")
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     lora = [p for name, p in named if ".lora_" in name]
     trained_rows = [p for name, p in named if "trainable_tokens_delta" in name]

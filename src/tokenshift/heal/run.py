@@ -267,13 +267,12 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     """A phase recipe (rows, distill-rows, fit-head): one process, one device."""
     import torch
 
-    from ..evaluate import evaluate_loaded
     from ..modeling import load_model
     from ..modeling.load import LoadedModel, model_location, resolve_device
     from ..tokenizer import load_tokenizer
     from .budget import Deadline
     from .forward import check_head
-    from .guard import NeverWorse
+    from .guard import NeverWorse, held_out_bits
     from .recipes import BODY_PHASES, PHASES, PhaseContext, get_recipe
     from .recipes.fit_head import is_tied, tie_head, untie_head
     from .rows import autocast, new_row_ids, transplant_record
@@ -315,7 +314,7 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
         began = time.perf_counter()
         loaded = LoadedModel(model=lm, tokenizer=student.tokenizer, name=model, device=device, dtype="float32")
         with torch.no_grad(), autocast(device, mixed):
-            results = {texts.name: evaluate_loaded(loaded, texts).bits_per_byte for texts in eval_sets}
+            results = held_out_bits(loaded, eval_sets, when=label)
         eval_seconds += time.perf_counter() - began
         curve.append({"phase": label, "minutes": round(deadline.elapsed() / 60, 3), "tokens": tokens_seen, "bits_per_byte": results})
         logger.info("%s: %s", label, ", ".join(f"{k} {v:.4f} bpb" for k, v in results.items()))

@@ -122,7 +122,7 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
     if body:
         from ..lora import add_lora
 
-        adapters = add_lora(ctx.model, rank=config.lora_rank, alpha=config.lora_alpha, layers=layers)
+        adapters = add_lora(ctx.model, rank=config.lora_rank, alpha=config.lora_alpha, layers=layers, seed=config.seed)
         body_optimizer = torch.optim.AdamW(adapters.lora, lr=config.lora_lr, betas=(0.9, 0.95), weight_decay=config.weight_decay)
 
     # Tokenize lazily, in order, so a short run does not pay for the whole text; later passes skip

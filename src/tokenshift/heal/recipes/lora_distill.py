@@ -64,7 +64,7 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
         raise ValueError("lora-distill: the training text is too short to train on; give more text")
 
     ctx.model.requires_grad_(False)
-    adapters = add_lora(ctx.model, rank=config.lora_rank, alpha=config.lora_alpha, rows=ctx.new_ids.tolist())
+    adapters = add_lora(ctx.model, rank=config.lora_rank, alpha=config.lora_alpha, rows=ctx.new_ids.tolist(), seed=config.seed)
     groups = [{"params": adapters.lora, "weight_decay": config.weight_decay}, {"params": adapters.rows, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lora_lr, betas=(0.9, 0.95), eps=1e-8)
     params = adapters.lora + adapters.rows
