@@ -9,9 +9,11 @@ the continuation's bits per byte and its change against the unmerged context, an
 
     python bench/dynamic.py [--models smollm2-135m gemma3-270m] [--text wiki-en:test wiki-fr:test]
                             [--max-bytes 6000] [--sweep pretoken:16 pretoken:64 pretoken:256 word:256]
-                            [--methods subword scaled scaled:scale=0.92,length_power=0] [--distil 0 20] [--threads 2]
+                            [--methods subword scaled scaled:scale=0.92,length_power=0] [--distil 0 80] [--threads 2]
+                            [--distil-layer 0.47] [--distil-lr 3e-3]
 
-A sweep entry ``word:r0.2`` merges until the contexts are 20% shorter instead of up to N merges.
+A sweep entry ``word:r0.2`` merges until the contexts are 20% shorter instead of up to N merges;
+``none:r0.2:1`` does so with pairs seen once allowed (after every pair seen more often).
 ``--distil S``: also with the merged rows distilled on the contexts for S steps (``dynamic/distil.py``);
 the ``distil s`` column is that distillation's time, which the prefill saving does not cover.
 """
@@ -27,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tokenshift.data import load_texts
-from tokenshift.dynamic.distil import distil_merged_rows
+from tokenshift.dynamic.distil import DISTIL_LAYER, DISTIL_LR, distil_merged_rows
 from tokenshift.dynamic.embed import byte_lengths, merged_rows
 from tokenshift.dynamic.score import build_result, continuation_nats, merge_contexts, prepare_halves
 from tokenshift.evaluate.bpb import default_context
@@ -51,6 +53,8 @@ def main() -> None:
     parser.add_argument("--min-count", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["subword", "scaled", "scaled:scale=0.92,length_power=0"])
     parser.add_argument("--distil", nargs="+", type=int, default=[0], help="distillation steps of the merged rows (0: none)")
+    parser.add_argument("--distil-layer", type=float, default=DISTIL_LAYER, help=f"share of the layers distilled through (default {DISTIL_LAYER})")
+    parser.add_argument("--distil-lr", type=float, default=DISTIL_LR, help=f"Adam's rate for the merged rows (default {DISTIL_LR})")
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write every result here (JSON lines)")
@@ -84,7 +88,7 @@ def main() -> None:
                     for steps in args.distil:
                         began = time.perf_counter()
                         rows, report = distil_merged_rows(loaded, halves.context_ids, merged.sequences, merged.vocabulary, initial,
-                                                          conditioning=conditioning, steps=steps)
+                                                          conditioning=conditioning, steps=steps, layer=args.distil_layer, lr=args.distil_lr)
                         key = (tuple(merged.vocabulary.merges), method_text, steps)  # a saturated sweep repeats its merges: score them once
                         if key not in scored:
                             scored[key] = continuation_nats(loaded, merged.sequences, halves.continuation_ids, rows=rows, conditioning=conditioning)

@@ -11,7 +11,9 @@ merged rows move (Adam). Nothing the model predicts is involved: the continuatio
     base:    C  Ġun  belie  vable  Ġthe      hidden states compared after: vable ~ A', Ġthe ~ Ġthe
     merged:  C  A'          Ġthe             (A' = Ġun+belie+vable, a merged id)
 
-It costs ``steps`` forward and backward passes over the contexts through the cut model, which is more
+The contexts are read in buckets of similar length (one Adam step sums the gradient of every
+bucket: the same objective as one padded batch, without the padding). It costs ``steps`` forward and
+backward passes over the contexts through the cut model, which is more
 than the prefill it shortens: it pays where the same merged context is read many times (a long
 document asked many questions), or to learn what better rows are worth (``bench/dynamic.py``).
 """
@@ -32,6 +34,21 @@ if TYPE_CHECKING:
 
 DISTIL_LAYER = 0.47  # share of the decoder layers the contexts are read through (heal's distill-rows)
 DISTIL_LR = 3e-3  # Adam's rate for the merged rows (heal's distill-rows)
+BUCKET_TOKENS = 4096  # padded tokens per forward pass; a step is one Adam update over all of them
+
+
+def length_buckets(examples: list[tuple], *, budget: int) -> list[list[tuple]]:
+    """``examples`` (student ids second) grouped by length, longest first, each group at most ``budget``
+    padded tokens (a longer example alone): documents of 20 and 240 tokens padded together would spend
+    most of a pass on padding."""
+    ordered = sorted(examples, key=lambda e: len(e[1]), reverse=True)
+    groups: list[list[tuple]] = []
+    for example in ordered:
+        if groups and len(groups[-1][0][1]) * (len(groups[-1]) + 1) <= budget:
+            groups[-1].append(example)
+        else:
+            groups.append([example])
+    return groups
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,7 @@ def distil_merged_rows(
     steps: int,
     lr: float = DISTIL_LR,
     layer: float = DISTIL_LAYER,
+    bucket_tokens: int = BUCKET_TOKENS,
 ) -> tuple[torch.Tensor, DistilReport]:
     """``rows`` (merged ids' input rows) after ``steps`` full-batch steps of token distillation on the
     contexts themselves (module docstring); the model is left as it was."""
@@ -101,12 +119,7 @@ def distil_merged_rows(
     if not examples or not len(vocabulary) or steps == 0:
         return rows, DistilReport(0, layers, lr, 0, 0.0, 0.0, round(time.perf_counter() - started, 3))
     trained = torch.nn.Parameter(rows.detach().float().clone())
-
-    batch_rows = torch.tensor([r for r, e in enumerate(examples) for _ in e[2]], device=device)
-    student_pos = torch.tensor([p for e in examples for p in e[2]], device=device)
-    teacher_pos = torch.tensor([p for e in examples for p in e[3]], device=device)
-    student_ids, student_mask = (t.to(device) for t in padded_ids([e[1] for e in examples], pad))
-    teacher_ids, teacher_mask = (t.to(device) for t in padded_ids([e[0] for e in examples], pad))
+    positions = sum(len(e[2]) for e in examples)
     was_training = model.training
     model.eval()
     requires = [p.requires_grad for p in model.parameters()]
@@ -114,28 +127,41 @@ def distil_merged_rows(
     optimizer = torch.optim.Adam([trained], lr=lr)
     try:
         with truncated(model, layers):
-            with torch.no_grad(), autocast(device, mixed):
-                target = model.get_decoder()(input_ids=teacher_ids, attention_mask=teacher_mask, use_cache=False).last_hidden_state
-                target = target[batch_rows, teacher_pos].float()
+            buckets = []
+            for group in length_buckets(examples, budget=bucket_tokens):
+                batch_rows = torch.tensor([r for r, e in enumerate(group) for _ in e[2]], device=device)
+                student_pos = torch.tensor([p for e in group for p in e[2]], device=device)
+                teacher_pos = torch.tensor([p for e in group for p in e[3]], device=device)
+                student_ids, student_mask = (t.to(device) for t in padded_ids([e[1] for e in group], pad))
+                teacher_ids, teacher_mask = (t.to(device) for t in padded_ids([e[0] for e in group], pad))
+                with torch.no_grad(), autocast(device, mixed):
+                    target = model.get_decoder()(input_ids=teacher_ids, attention_mask=teacher_mask, use_cache=False).last_hidden_state
+                    target = target[batch_rows, teacher_pos].float()
+                buckets.append((student_ids, student_mask, batch_rows, student_pos, target))
 
-            def loss() -> torch.Tensor:
+            def bucket_loss(bucket: tuple) -> torch.Tensor:
+                # this bucket's share of the mean over every position of the batch (so the buckets' sum is that mean)
+                ids, mask, batch_rows, student_pos, target = bucket
                 with autocast(device, mixed):
-                    embeds = input_embeddings(model, student_ids, trained)
-                    hidden = model.get_decoder()(inputs_embeds=embeds, attention_mask=student_mask, use_cache=False).last_hidden_state
-                return (hidden[batch_rows, student_pos].float() - target).pow(2).mean()
+                    embeds = input_embeddings(model, ids, trained)
+                    hidden = model.get_decoder()(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+                return (hidden[batch_rows, student_pos].float() - target).pow(2).sum() / (positions * target.shape[-1])
 
             losses = []
             for _ in range(steps):
-                value = loss()
-                losses.append(float(value.detach()))
                 optimizer.zero_grad(set_to_none=True)
-                value.backward()
+                total = 0.0
+                for bucket in buckets:
+                    value = bucket_loss(bucket)
+                    value.backward()
+                    total += float(value.detach())
+                losses.append(total)
                 optimizer.step()
             with torch.no_grad():
-                losses.append(float(loss()))
+                losses.append(sum(float(bucket_loss(bucket)) for bucket in buckets))
     finally:
         for parameter, flag in zip(model.parameters(), requires):
             parameter.requires_grad_(flag)
         model.train(was_training)
-    report = DistilReport(steps, layers, lr, len(student_pos), losses[0], losses[-1], round(time.perf_counter() - started, 3))
+    report = DistilReport(steps, layers, lr, positions, losses[0], losses[-1], round(time.perf_counter() - started, 3))
     return trained.detach().to(rows.dtype), report
