@@ -85,7 +85,7 @@ def encode_chunks(base: tokenizers.Tokenizer, chunks: Counter[str], *, split_at:
     # Encodings are heavy objects (ids, offsets, strings): keep one batch alive at a time.
     for start in range(0, len(texts), ENCODE_BATCH):
         batch = texts[start : start + ENCODE_BATCH]
-        for text, encoding in zip(batch, base.encode_batch(batch, add_special_tokens=False)):
+        for text, encoding in zip(batch, base.encode_batch_fast(batch, add_special_tokens=False)):
             ids = encoding.ids
             for piece in _pieces_between(ids, split_at) if split_at and not split_at.isdisjoint(ids) else [ids]:
                 if len(piece) >= 2:
@@ -202,7 +202,7 @@ def _floor_held(learner: tokenizers.Tokenizer, learned: list[tuple[str, str]], p
         return False
     last, last_id = tokens[-1], learner.token_to_id(tokens[-1])
     holders = [(piece, count) for piece, count in pieces if last in piece]
-    encodings = learner.encode_batch([piece for piece, _ in holders], add_special_tokens=False)
+    encodings = learner.encode_batch_fast([piece for piece, _ in holders], add_special_tokens=False)
     return sum(count * encoding.ids.count(last_id) for (_, count), encoding in zip(holders, encodings)) >= floor
 
 

