@@ -113,6 +113,30 @@ def test_reported_savings_match_a_recount(phrases):
     assert measured.savings == pytest.approx(recount, abs=1e-9) and measured.tokens < measured.baseline_tokens
 
 
+def test_savings_per_text_come_from_its_own_held_out_blocks(tmp_path, monkeypatch):
+    import tokenshift.train.run as run
+    from tokenshift.data import iter_documents
+
+    first = write_corpus(tmp_path, "first", phrase_corpus(900, seed=3))
+    second = write_corpus(tmp_path, "second", phrase_corpus(900, seed=4))
+    entered = []
+    assert len(list(iter_documents([str(first), str(second)], on_spec=entered.append))) == 1800 and entered == [0, 1]
+    monkeypatch.setattr(run, "SAVINGS_MIN_HELD_BYTES", 1)  # the small corpora hold a few KB out each
+    tokenizer, report = train_tokenizer([str(first), str(second)], TrainConfig(vocab_size=600, kind="superbpe"), out=tmp_path / "tok")
+    bpe = load_tokenizer(tmp_path / "tok" / "bpe")
+    share = report.superbpe["held_out_share"]
+    for path in (first, second):
+        documents = [json.loads(line)["text"] for line in path.read_text().splitlines()]
+        training, held = hold_out(iter(documents), share=share)  # this text's blocks of the same slice
+        list(training)
+        recount = 1 - count_tokens(tokenizer.backend, held.documents) / count_tokens(bpe.backend, held.documents)
+        assert report.savings_vs_bpe[str(path)] == pytest.approx(recount, abs=1e-6)
+        assert report.savings_sample[str(path)].startswith("held out: ")
+    monkeypatch.setattr(run, "SAVINGS_MIN_HELD_BYTES", 10**9)  # too little held out: the leading bytes, said so
+    _, fallback = train_tokenizer([str(first)], TrainConfig(vocab_size=600, kind="superbpe"))
+    assert fallback.savings_sample[str(first)].endswith("(trained on)")
+
+
 def test_random_word_order_falls_back_to_bpe(tmp_path, caplog):
     corpus = write_corpus(tmp_path, "shuffled", shuffled_corpus(3000))
     with caplog.at_level("WARNING"):

@@ -188,7 +188,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if report.superbpe is not None:
             print(f"  {report.superbpe['message']}")
         for spec, share in report.savings_vs_bpe.items():
-            print(f"  {spec}: {share:.2%} fewer tokens than the stage-1 BPE at the same size")
+            sample = report.savings_sample.get(spec, "the slice the transition was chosen on" if spec == "held-out" else "")
+            print(f"  {spec}: {share:.2%} fewer tokens than the stage-1 BPE at the same size" + (f" ({sample})" if sample else ""))
     return 0
 
 

@@ -6,7 +6,7 @@ import glob
 import json
 import logging
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,19 @@ def count_documents(specs: list[str]) -> int:
     return total
 
 
-def iter_documents(specs: list[str]) -> Iterator[str]:
+def iter_documents(specs: list[str], *, on_spec: Callable[[int], None] | None = None) -> Iterator[str]:
     """Stream the non-empty documents of several text specs, one file at a time (for corpora larger
-    than memory). Every spec is resolved before the first document is yielded, so a bad one fails fast."""
-    sources = _sources(specs)
-    for source in sources:
-        yield from (doc for doc in read_documents(source) if doc)
+    than memory). Every spec is resolved before the first document is yielded, so a bad one fails fast.
+    ``on_spec(i)`` is called before the first document of ``specs[i]`` is yielded."""
+    sources = [(index, source) for index, spec in enumerate(specs) for source in _sources([spec])]
+    current = None
+    for index, source in sources:
+        for doc in read_documents(source):
+            if doc:
+                if on_spec is not None and index != current:
+                    on_spec(index)
+                    current = index
+                yield doc
 
 
 def load_texts(spec: str, *, max_bytes: int | None = None) -> TextSet:

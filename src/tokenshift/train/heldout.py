@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 DEFAULT_SHARE = 0.05  # of the blocks, by hash
@@ -28,11 +28,13 @@ _CUT = re.compile(r"\n(?=\S)")
 
 @dataclass
 class HeldOut:
-    """The held-out blocks (filled as the training iterator is consumed). ``bytes``: UTF-8 bytes."""
+    """The held-out blocks (filled as the training iterator is consumed). ``bytes``: UTF-8 bytes;
+    ``sources[i]``: which text block i came from (what ``hold_out``'s ``source`` said; 0 without it)."""
 
     share: float
     documents: list[str] = field(default_factory=list)
     bytes: int = 0
+    sources: list[int] = field(default_factory=list)
 
 
 def blocks(document: str, block_chars: int = BLOCK_CHARS) -> Iterator[str]:
@@ -56,8 +58,9 @@ def _in_slice(block: str, share: float) -> bool:
 
 
 def hold_out(documents: Iterable[str], *, share: float = DEFAULT_SHARE, max_bytes: int = MAX_BYTES,
-             block_chars: int = BLOCK_CHARS) -> tuple[Iterator[str], HeldOut]:
-    """(training blocks, held-out slice): iterating the first fills the second."""
+             block_chars: int = BLOCK_CHARS, source: Callable[[], int] | None = None) -> tuple[Iterator[str], HeldOut]:
+    """(training blocks, held-out slice): iterating the first fills the second. ``source()``, asked as
+    each held-out block is taken, says which text it belongs to (the reader's current text)."""
     if not 0 < share < 0.5:
         raise ValueError(f"the held-out share must lie between 0 and 0.5 (0.05 holds out 5% of the text), got {share}")
     held = HeldOut(share)
@@ -67,6 +70,7 @@ def hold_out(documents: Iterable[str], *, share: float = DEFAULT_SHARE, max_byte
             for block in blocks(document, block_chars):
                 if held.bytes < max_bytes and _in_slice(block, share):
                     held.documents.append(block)
+                    held.sources.append(source() if source is not None else 0)
                     held.bytes += len(block.encode("utf-8"))
                 else:
                     yield block

@@ -27,6 +27,9 @@ Kind = Literal["bpe", "superbpe"]
 DEFAULT_PROTECT = ("wiki-en:train",)
 # How much of each text the report's token-change shares are measured on (leading documents).
 CHANGE_SAMPLE_BYTES = 1_000_000
+# Per-text SuperBPE savings come from the text's own held-out blocks when they hold this much (a
+# 0.1-point difference in token counts needs ~100 KB); smaller shares fall back to the leading bytes.
+SAVINGS_MIN_HELD_BYTES = 100_000
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,11 @@ class TrainReport:
     Extensions also report ``base_vocab_size`` and ``token_changes``: per training and protected
     text, the share of the base's tokens the extension changes (on the leading
     :data:`CHANGE_SAMPLE_BYTES` of each). SuperBPE reports ``superbpe`` (how the transition was
-    chosen: :class:`.transition.TransitionReport`) and ``savings_vs_bpe``: per training text (leading
-    :data:`CHANGE_SAMPLE_BYTES`) and on the held-out slice, 1 - tokens / tokens of the stage-1 BPE
-    taken to the same size on the same text (written beside it as ``bpe/``)."""
+    chosen: :class:`.transition.TransitionReport`) and ``savings_vs_bpe``: per training text and on
+    the whole held-out slice, 1 - tokens / tokens of the stage-1 BPE taken to the same size on the same
+    text (written beside it as ``bpe/``). A text is measured on its own held-out blocks, text neither
+    tokenizer was trained on, where they hold at least :data:`SAVINGS_MIN_HELD_BYTES`; else on its
+    leading :data:`CHANGE_SAMPLE_BYTES` (trained on). ``savings_sample`` says which, per text."""
 
     config: dict[str, Any]
     texts: list[str]
@@ -80,6 +85,7 @@ class TrainReport:
     token_changes: dict[str, float] = field(default_factory=dict)
     superbpe: dict[str, Any] | None = None
     savings_vs_bpe: dict[str, float] = field(default_factory=dict)
+    savings_sample: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +96,13 @@ class TrainReport:
 class _CorpusCounter:
     documents: int = 0
     bytes: int = 0
+    text: int = 0  # index of the training text being read
+
+    def enter(self, index: int) -> None:
+        self.text = index
+
+    def current(self) -> int:
+        return self.text
 
     def wrap(self, documents: Iterable[str], on_document: Callable[[int], None] | None) -> Iterable[str]:
         for doc in documents:
@@ -110,6 +123,7 @@ class Trained:
     bpe: Any = None
     transition: Any = None
     held_out: list[str] = field(default_factory=list)
+    held_out_sources: list[int] = field(default_factory=list)  # index into the training texts, per held-out block
 
 
 TRAINERS: Registry[Callable[..., Trained]] = Registry("kind")
@@ -125,7 +139,7 @@ def _register(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 @_register("bpe")
 def _train_bpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool,
-               length: int | None) -> Trained:
+               length: int | None, source: Callable[[], int] | None = None) -> Trained:
     from .bpe import train_bpe
 
     return Trained(train_bpe(documents, vocab_size=config.vocab_size, pattern=word_pattern(digits), special_tokens=specials,
@@ -134,7 +148,7 @@ def _train_bpe(documents: Iterable[str], config: TrainConfig, digits: str, speci
 
 @_register("superbpe")
 def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, specials: list[str], show_progress: bool,
-                    length: int | None) -> Trained:
+                    length: int | None, source: Callable[[], int] | None = None) -> Trained:
     from .superbpe import train_superbpe, train_superbpe_checked
 
     if config.held_out == 0:
@@ -143,8 +157,9 @@ def _train_superbpe(documents: Iterable[str], config: TrainConfig, digits: str, 
                                       min_frequency=config.min_frequency, show_progress=show_progress, length=length))
     checked = train_superbpe_checked(documents, vocab_size=config.vocab_size, digits=digits, special_tokens=specials,
                                      transition=config.transition, held_out_share=config.held_out, max_words=config.max_words,
-                                     min_frequency=config.min_frequency, show_progress=show_progress, length=length)
-    return Trained(checked.tokenizer, checked.bpe, checked.report, checked.held_out)
+                                     min_frequency=config.min_frequency, show_progress=show_progress, length=length,
+                                     source=source)
+    return Trained(checked.tokenizer, checked.bpe, checked.report, checked.held_out, checked.held_out_sources)
 
 
 # The Rust trainer allocates per id up front; beyond this it can abort the process instead of raising.
@@ -201,7 +216,7 @@ def train_tokenizer(
         check_output_folder(Path(out), inputs=[t for t in texts if Path(t).is_dir()])
     started = time.perf_counter()
     corpus = _CorpusCounter()
-    documents = corpus.wrap(iter_documents(texts), on_document)
+    documents = corpus.wrap(iter_documents(texts, on_spec=corpus.enter), on_document)
     like = load_tokenizer(config.like) if config.like else None
     base = None
     trained: Trained | None = None
@@ -219,7 +234,7 @@ def train_tokenizer(
         wanted = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
         specials = list(dict.fromkeys([*(_like_specials(like) if like else []), *config.special_tokens]))
         length = count_documents(texts) if show_progress else None
-        trained = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length)
+        trained = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length, source=corpus.current)
         backend = trained.backend
         if like is not None:
             from .like import dress_like
@@ -243,7 +258,7 @@ def train_tokenizer(
         base_vocab_size=base.vocab_size if base is not None else None,
         token_changes=_token_changes(base, tokenizer, [*texts, *config.protected_texts]) if base is not None else {},
         superbpe=trained.transition.to_json() if trained is not None and trained.transition is not None else None,
-        savings_vs_bpe=_savings_vs_bpe(trained, texts) if trained is not None and trained.bpe is not None else {},
+        **_savings_vs_bpe(trained, texts),
         versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
@@ -260,20 +275,32 @@ def train_tokenizer(
     return tokenizer, report
 
 
-def _savings_vs_bpe(trained: Trained, specs: list[str]) -> dict[str, float]:
-    """1 - tokens / BPE tokens, per training text spec (leading documents) and on the held-out slice."""
+def _savings_vs_bpe(trained: Trained | None, specs: list[str]) -> dict[str, Any]:
+    """``savings_vs_bpe`` and ``savings_sample`` of the report (see :class:`TrainReport`): 1 - tokens /
+    BPE tokens per training text and on the whole held-out slice; empty without a stage-1 BPE."""
     from ..data import load_texts
     from .transition import count_tokens
 
-    savings = {}
-    for spec in dict.fromkeys(specs):
-        documents = load_texts(spec, max_bytes=CHANGE_SAMPLE_BYTES).documents
+    if trained is None or trained.bpe is None:
+        return {"savings_vs_bpe": {}, "savings_sample": {}}
+    savings: dict[str, float] = {}
+    sample: dict[str, str] = {}
+    for index, spec in enumerate(specs):
+        if spec in savings:
+            continue
+        held = [block for block, source in zip(trained.held_out, trained.held_out_sources) if source == index]
+        size = sum(len(block.encode("utf-8")) for block in held)
+        if size >= SAVINGS_MIN_HELD_BYTES:
+            documents, sample[spec] = held, f"held out: {size:,} bytes"
+        else:
+            documents = load_texts(spec, max_bytes=CHANGE_SAMPLE_BYTES).documents
+            sample[spec] = f"leading {sum(len(d.encode('utf-8')) for d in documents):,} bytes (trained on)"
         baseline = count_tokens(trained.bpe, documents)
         savings[spec] = round(1 - count_tokens(trained.backend, documents) / baseline, 6) if baseline else 0.0
     # The held-out slice was counted when the transition was chosen: the kept tokenizer's savings
     # there (0 when it fell back to the BPE).
     savings["held-out"] = round(trained.transition.savings, 6)
-    return savings
+    return {"savings_vs_bpe": savings, "savings_sample": sample}
 
 
 def _token_changes(base: Tokenizer, tokenizer: Tokenizer, specs: list[str]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +232,7 @@ class CheckedSuperBPE:
     bpe: tokenizers.Tokenizer
     report: TransitionReport
     held_out: list[str]
+    held_out_sources: list[int]
 
 
 def train_superbpe_checked(
@@ -246,10 +247,12 @@ def train_superbpe_checked(
     min_frequency: int = 2,
     show_progress: bool = False,
     length: int | None = None,
+    source: Callable[[], int] | None = None,
 ) -> CheckedSuperBPE:
     """SuperBPE trained on ``documents`` less a held-out slice (:func:`.heldout.hold_out`), with the
     transition chosen on that slice (``"auto"``, :func:`.transition.choose_transition`) or fixed, and
-    checked against the BPE of the same size trained on the same text: never worse on the slice."""
+    checked against the BPE of the same size trained on the same text: never worse on the slice.
+    ``source()``: which text the reader is in (recorded per held-out block, for per-text savings)."""
     if transition == "auto":
         transitions = [resolve(share, vocab_size) for share in AUTO_CANDIDATES]
         transitions = [t for t in dict.fromkeys(transitions) if 256 + len(special_tokens) < t < vocab_size]
@@ -261,7 +264,7 @@ def train_superbpe_checked(
         raise ValueError(f"transition must be 'auto', a fraction of the vocabulary or a size, got {transition!r}")
     else:
         transitions = [_check(vocab_size, special_tokens, transition, max_words)]
-    training, held = hold_out(documents, share=held_out_share)
+    training, held = hold_out(documents, share=held_out_share, source=source)
     runs, counted = count_word_runs(training, digits)
     bpe = train_bpe(counted, vocab_size=vocab_size, pattern=word_pattern(digits), special_tokens=special_tokens,
                     min_frequency=min_frequency, show_progress=show_progress, length=length)
@@ -284,4 +287,4 @@ def train_superbpe_checked(
 
     tokenizer, report = choose_transition(build, bpe, held.documents, vocab_size=vocab_size, transitions=transitions,
                                           mode="auto" if transition == "auto" else "fixed", held_out_share=held_out_share)
-    return CheckedSuperBPE(tokenizer, bpe, report, held.documents)
+    return CheckedSuperBPE(tokenizer, bpe, report, held.documents, held.sources)
