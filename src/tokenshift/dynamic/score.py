@@ -145,11 +145,12 @@ def continuation_nats(
         sequence = [conditioning, *context, *continuation]
         windows.append(Window(inputs=sequence[:-1], targets=sequence[1:], scored=len(continuation)))
     scorer = WindowScorer(model, device=loaded.device, embed=lambda ids: input_embeddings(model, ids, rows))
+    pad = loaded.tokenizer.padding_token()
     total = 0.0
     seconds = 0.0
     for batch in make_batches(windows, batch_tokens=batch_tokens):
         began = time.perf_counter()
-        total += scorer.nll_nats(batch, loaded.tokenizer.padding_token())
+        total += scorer.nll_nats(batch, pad)
         if loaded.device.startswith("cuda"):
             import torch
 
