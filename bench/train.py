@@ -17,13 +17,21 @@ manpages in en, fr, es, and de and it, two languages the tokenizers were not tra
 with the transition chosen on its held-out slice (the default) and at the fixed 0.8 it used before,
 and training time against HF BPE in the same run.
 
-    python bench/train.py [--vocab 32768 49152] [--langs en fr es] [--sections main extension transfer]
+A ceiling section: how much superwords can save on the manual pages when stage 1 is the Wikipedia
+BPE (cut at 0.9 of the vocabulary, the default's choice) and stage 2 is learned on the manual pages
+themselves (an oracle no user has: it reads the other domain's training split), then on the manual
+pages cut at every space whose two stage-1 tokens (the last of one word, the first of the next)
+Wikipedia's training text joins fewer than 2 (or 20) times: about the most that a choice among the
+superwords Wikipedia can give could save there.
+
+    python bench/train.py [--vocab 32768 49152] [--langs en fr es] [--sections main extension transfer ceiling]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import shutil
 import statistics
@@ -31,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from targets import targets_table  # bench/targets.py, beside this script
@@ -199,13 +208,109 @@ def transfer_section(args, console) -> None:
     console.print(targets_table(f"Transfer targets ({split} splits)", checks))
 
 
+def word_runs(specs: list[str]) -> Counter:
+    """Every multi-word run (:func:`tokenshift.train.superbpe.count_word_runs`) of the texts, counted."""
+    from tokenshift.data import iter_documents
+    from tokenshift.train.superbpe import count_word_runs
+
+    runs, documents = count_word_runs(iter_documents(specs), "group3-left")
+    for _ in documents:  # the counter fills as the documents are read
+        pass
+    return runs
+
+
+def run_words(run: str) -> list[str]:
+    """A run's words with their leading spaces: " of the" -> [" of", " the"]."""
+    return re.findall(r" ?[^ ]+", run)
+
+
+class Boundaries:
+    """The stage-1 tokens on either side of each space inside word runs: a superword merge across a
+    space joins the last token of one word ("tion" of " description") and the first of the next
+    (" of"), so a merge Wikipedia's text never makes across a space can come from no Wikipedia run."""
+
+    def __init__(self, stage1) -> None:
+        self.stage1 = stage1
+        self.ends: dict[str, tuple[int, int]] = {}
+
+    def of(self, words: list[str]) -> list[tuple[int, int]]:
+        missing = [w for w in dict.fromkeys(words) if w not in self.ends]
+        for word, encoding in zip(missing, self.stage1.encode_batch_fast(missing, add_special_tokens=False)):
+            self.ends[word] = (encoding.ids[0], encoding.ids[-1])
+        return [self.ends[w] for w in words]
+
+    def count(self, runs: Counter) -> Counter:
+        joined: Counter = Counter()
+        for run, n in runs.items():
+            ends = self.of(run_words(run))
+            for (_, left), (right, _) in zip(ends, ends[1:]):
+                joined[left, right] += n
+        return joined
+
+    def cut(self, runs: Counter, joined: Counter, at_least: int) -> Counter:
+        """``runs`` cut at every space whose two tokens ``joined`` holds fewer than ``at_least`` times;
+        the pieces of two words or more, with their runs' counts."""
+        out: Counter = Counter()
+        for run, n in runs.items():
+            words = run_words(run)
+            ends = self.of(words)
+            piece = words[:1]
+            for (_, left), (right, _), word in zip(ends, ends[1:], words[1:]):
+                if joined[left, right] < at_least:
+                    if len(piece) >= 2:
+                        out["".join(piece)] += n
+                    piece = []
+                piece.append(word)
+            if len(piece) >= 2:
+                out["".join(piece)] += n
+        return out
+
+
+def ceiling_section(args, console) -> None:
+    from rich.table import Table
+    from tokenizers import Tokenizer
+
+    from tokenshift.data import load_texts
+    from tokenshift.train import TrainConfig, train_tokenizer
+    from tokenshift.train.superbpe import add_superwords
+    from tokenshift.train.transition import truncate_bpe
+
+    train_texts = [f"wiki-{lang}:train" for lang in args.langs]
+    split = args.transfer_split
+    texts = {**{f"wiki-{lang}": load_texts(f"wiki-{lang}:{split}").documents for lang in args.langs},
+             **{f"man-{lang}": load_texts(f"man-{lang}:{split}").documents for lang in OTHER_DOMAIN}}
+    wiki_runs = word_runs(train_texts)
+    man_runs = word_runs([f"man-{lang}:train" for lang in args.langs])
+    table = Table(title=f"Ceiling: stage 1 = tokenshift bpe on {' + '.join(train_texts)} cut at 0.9; stage 2 learned on ...; "
+                        f"fewer tokens than that bpe on each {split} split")
+    for column in ("vocab", "stage 2 learned on", *texts):
+        table.add_column(column, justify="left" if column == "stage 2 learned on" else "right")
+    with tempfile.TemporaryDirectory() as scratch:
+        for vocab in args.vocab:
+            out = Path(scratch) / f"bpe-{vocab}"
+            train_tokenizer(train_texts, TrainConfig(vocab_size=vocab, kind="bpe", special_tokens=("<|endoftext|>",)), out=out)
+            bpe = Tokenizer.from_file(str(out / "tokenizer.json"))
+            base = {key: sum(map(len, bpe.encode_batch(docs))) for key, docs in texts.items()}
+            stage1 = truncate_bpe(bpe, round(0.9 * vocab))
+            boundaries = Boundaries(stage1)
+            joined = boundaries.count(wiki_runs)
+            stage2 = {"wiki (the default's superwords)": wiki_runs,
+                      "man pages (oracle: the other domain's train split)": man_runs,
+                      **{f"man pages, cut where wiki joins the 2 tokens < {k} times": boundaries.cut(man_runs, joined, k) for k in (2, 20)}}
+            for name, runs in stage2.items():
+                tokenizer = add_superwords(stage1, runs, vocab_size=vocab, digits="group3-left", max_words=4, min_frequency=2)
+                fewer = {key: 1 - sum(map(len, tokenizer.encode_batch(docs))) / base[key] for key, docs in texts.items()}
+                table.add_row(f"{vocab:,}", name, *(f"{fewer[key]:+.1%}" for key in texts))
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", nargs="+", type=int, default=[32768, 49152])
     parser.add_argument("--langs", nargs="+", default=["en", "fr", "es"])
-    parser.add_argument("--sections", nargs="+", default=["main", "extension"], choices=["main", "extension", "transfer"])
+    parser.add_argument("--sections", nargs="+", default=["main", "extension"], choices=["main", "extension", "transfer", "ceiling"])
     parser.add_argument("--transfer-split", default="test", choices=["validation", "test"],
-                        help="transfer: the split measured (validation to choose constants, test to report)")
+                        help="transfer, ceiling: the split measured (validation to choose constants, test to report)")
     parser.add_argument("--repeats", type=int, default=3, help="transfer: train each tokenizer this many times; times are medians")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -224,6 +329,8 @@ def main() -> None:
         extension_section(console)
     if "transfer" in args.sections:
         transfer_section(args, console)
+    if "ceiling" in args.sections:
+        ceiling_section(args, console)
 
 
 def main_section(args, console) -> None:
