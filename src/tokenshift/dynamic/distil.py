@@ -101,7 +101,7 @@ def distil_merged_rows(
     contexts themselves (module docstring); the model is left as it was."""
     import torch
 
-    from ..heal.rows import autocast, cpu_has_bf16, padded_ids, target_layer, truncated
+    from ..heal.rows import autocast, cpu_has_bf16, hidden_state_mse, padded_ids, target_layer, truncated
 
     if steps < 0:
         raise ValueError(f"distillation steps must be 0 or more, got {steps}")
@@ -145,7 +145,7 @@ def distil_merged_rows(
                 with autocast(device, mixed):
                     embeds = input_embeddings(model, ids, trained)
                     hidden = model.get_decoder()(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-                return (hidden[batch_rows, student_pos].float() - target).pow(2).sum() / (positions * target.shape[-1])
+                return hidden_state_mse(hidden[batch_rows, student_pos], target, positions)
 
             losses = []
             for _ in range(steps):

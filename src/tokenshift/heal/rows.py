@@ -118,6 +118,13 @@ class RowAdam:
         return int(len(touched))
 
 
+def hidden_state_mse(hidden: torch.Tensor, target: torch.Tensor, positions: int | None = None) -> torch.Tensor:
+    """Squared difference of compared hidden states (fp32), averaged over ``positions`` x width:
+    by default the rows given; a larger count makes this one bucket's share of a mean over more."""
+    squared = (hidden.float() - target.float()).pow(2)
+    return squared.mean() if positions is None else squared.sum() / (positions * target.shape[-1])
+
+
 def padded_ids(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, attention mask), both (len(rows), longest): each row of ids left-aligned, ``pad`` after it."""
     width = max(map(len, rows))

@@ -67,7 +67,7 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
     model that reads the original tokenization (default: the context's)."""
     import torch
 
-    from ..rows import autocast, padded_ids
+    from ..rows import autocast, hidden_state_mse, padded_ids
 
     teacher_model = ctx.teacher if teacher is None else teacher
     device = ctx.device
@@ -83,7 +83,7 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
     with autocast(device, ctx.mixed):
         hidden = ctx.model.get_decoder()(inputs_embeds=embedding(s_ids.to(device)), attention_mask=s_mask.to(device),
                                          use_cache=False).last_hidden_state
-    return (hidden[rows_s, pos_s].float() - target).pow(2).mean()
+    return hidden_state_mse(hidden[rows_s, pos_s], target)
 
 
 @register_phase("distill-rows")
