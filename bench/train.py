@@ -273,7 +273,7 @@ def ceiling_section(args, console) -> None:
     from tokenshift.data import load_texts
     from tokenshift.train import TrainConfig, train_tokenizer
     from tokenshift.train.superbpe import add_superwords
-    from tokenshift.train.transition import truncate_bpe
+    from tokenshift.train.transition import count_tokens, truncate_bpe
 
     train_texts = [f"wiki-{lang}:train" for lang in args.langs]
     split = args.transfer_split
@@ -290,7 +290,7 @@ def ceiling_section(args, console) -> None:
             out = Path(scratch) / f"bpe-{vocab}"
             train_tokenizer(train_texts, TrainConfig(vocab_size=vocab, kind="bpe", special_tokens=("<|endoftext|>",)), out=out)
             bpe = Tokenizer.from_file(str(out / "tokenizer.json"))
-            base = {key: sum(map(len, bpe.encode_batch(docs))) for key, docs in texts.items()}
+            base = {key: count_tokens(bpe, docs) for key, docs in texts.items()}
             stage1 = truncate_bpe(bpe, round(0.9 * vocab))
             boundaries = Boundaries(stage1)
             joined = boundaries.count(wiki_runs)
@@ -299,7 +299,7 @@ def ceiling_section(args, console) -> None:
                       **{f"man pages, cut where wiki joins the 2 tokens < {k} times": boundaries.cut(man_runs, joined, k) for k in (2, 20)}}
             for name, runs in stage2.items():
                 tokenizer = add_superwords(stage1, runs, vocab_size=vocab, digits="group3-left", max_words=4, min_frequency=2)
-                fewer = {key: 1 - sum(map(len, tokenizer.encode_batch(docs))) / base[key] for key, docs in texts.items()}
+                fewer = {key: 1 - count_tokens(tokenizer, docs) / base[key] for key, docs in texts.items()}
                 table.add_row(f"{vocab:,}", name, *(f"{fewer[key]:+.1%}" for key in texts))
     console.print(table)
 

@@ -155,7 +155,8 @@ def test_distilled_merged_rows_lower_their_objective_and_leave_the_model_alone(t
     import torch
 
     from tokenshift.data import TextSet
-    from tokenshift.dynamic.distil import aligned_positions, distil_merged_rows, length_buckets
+    from tokenshift.dynamic.distil import aligned_positions, distil_merged_rows
+    from tokenshift.evaluate.scoring import length_batches
     from tokenshift.dynamic.embed import byte_lengths, merged_rows
     from tokenshift.dynamic.merges import DynamicVocabulary
     from tokenshift.dynamic.score import evaluate_dynamic_loaded, merge_contexts, prepare_halves
@@ -182,7 +183,7 @@ def test_distilled_merged_rows_lower_their_objective_and_leave_the_model_alone(t
     assert report.positions > 0 and report.loss_end < report.loss_start, report
     assert trained.shape == rows.shape and trained.dtype == rows.dtype and not torch.equal(trained, rows)
     assert all(torch.equal(v, tiny_loaded.model.state_dict()[k]) for k, v in before.items())
-    assert [len(g) for g in length_buckets([(0, [0] * n) for n in (3, 9, 4, 8)], budget=16)] == [1, 2, 1]  # 9 | 8, 4 (2 x 8) | 3
+    assert [len(g) for g in length_batches([3, 9, 4, 8], token_budget=16, longest_first=True)] == [1, 2, 1]  # 9 | 8, 4 (2 x 8) | 3
     assert all(p.requires_grad for p in tiny_loaded.model.parameters()) or not any(p.requires_grad for p in tiny_loaded.model.parameters())
     # length buckets are the same objective as one padded batch: the same rows after the same steps
     one_pass, whole = distil_merged_rows(tiny_loaded, halves.context_ids, merged.sequences, merged.vocabulary, rows,

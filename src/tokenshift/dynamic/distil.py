@@ -37,20 +37,6 @@ DISTIL_LR = 3e-3  # Adam's rate for the merged rows (heal's distill-rows)
 BUCKET_TOKENS = 4096  # padded tokens per forward pass; a step is one Adam update over all of them
 
 
-def length_buckets(examples: list[tuple], *, budget: int) -> list[list[tuple]]:
-    """``examples`` (student ids second) grouped by length, longest first, each group at most ``budget``
-    padded tokens (a longer example alone): documents of 20 and 240 tokens padded together would spend
-    most of a pass on padding."""
-    ordered = sorted(examples, key=lambda e: len(e[1]), reverse=True)
-    groups: list[list[tuple]] = []
-    for example in ordered:
-        if groups and len(groups[-1][0][1]) * (len(groups[-1]) + 1) <= budget:
-            groups[-1].append(example)
-        else:
-            groups.append([example])
-    return groups
-
-
 @dataclass(frozen=True)
 class DistilReport:
     """What the distillation did: ``loss_start``/``loss_end``: the objective before and after."""
@@ -101,6 +87,7 @@ def distil_merged_rows(
     contexts themselves (module docstring); the model is left as it was."""
     import torch
 
+    from ..evaluate.scoring import length_batches
     from ..heal.rows import autocast, cpu_has_bf16, hidden_state_mse, padded_ids, target_layer, truncated
 
     if steps < 0:
@@ -128,7 +115,10 @@ def distil_merged_rows(
     try:
         with truncated(model, layers):
             buckets = []
-            for group in length_buckets(examples, budget=bucket_tokens):
+            # longest first, each padded bucket at most bucket_tokens (a longer context alone): contexts of
+            # 20 and 240 tokens padded together would spend most of a pass on padding
+            lengths = [len(e[1]) for e in examples]
+            for group in ([examples[i] for i in batch] for batch in length_batches(lengths, token_budget=bucket_tokens, longest_first=True)):
                 batch_rows = torch.tensor([r for r, e in enumerate(group) for _ in e[2]], device=device)
                 student_pos = torch.tensor([p for e in group for p in e[2]], device=device)
                 teacher_pos = torch.tensor([p for e in group for p in e[3]], device=device)

@@ -101,9 +101,6 @@ class _CorpusCounter:
     def enter(self, index: int) -> None:
         self.text = index
 
-    def current(self) -> int:
-        return self.text
-
     def wrap(self, documents: Iterable[str], on_document: Callable[[int], None] | None) -> Iterable[str]:
         for doc in documents:
             size = len(doc.encode("utf-8"))
@@ -234,7 +231,7 @@ def train_tokenizer(
         wanted = config.digits or (_digit_scheme(like) if like is not None else "group3-left")
         specials = list(dict.fromkeys([*(_like_specials(like) if like else []), *config.special_tokens]))
         length = count_documents(texts) if show_progress else None
-        trained = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length, source=corpus.current)
+        trained = TRAINERS[config.kind](documents, config, wanted, specials, show_progress, length, source=lambda: corpus.text)
         backend = trained.backend
         if like is not None:
             from .like import dress_like
