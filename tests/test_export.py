@@ -222,7 +222,7 @@ def test_llama3_rope_scaling_is_written_as_rope_freqs():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tokenshift.export.architectures import gguf_tensors, llama3_rope_factors
+    from tokenshift.export.architectures import extra_tensor, llama3_rope_factors, plan_tensors
 
     rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 8192}
@@ -233,8 +233,10 @@ def test_llama3_rope_scaling_is_written_as_rope_freqs():
     base = 1.0 / (500000.0 ** (torch.arange(0, 128, 2, dtype=torch.float32) / 128))
     torch.testing.assert_close(base / factors, model.model.rotary_emb.inv_freq.float(), rtol=1e-5, atol=0)
     assert 1.0 in factors.tolist() and 8.0 in factors.tolist()  # both ends and the smooth middle are exercised
-    name, tensor = next(gguf_tensors(model, ARCHITECTURES["llama"], tied=False))
-    assert name == "rope_freqs.weight" and torch.equal(tensor, factors)
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    first = plan_tensors(shapes, ARCHITECTURES["llama"], config, tied=False)[0]
+    assert first.name == "rope_freqs.weight" and first.source is None and first.shape == (64,)
+    assert torch.equal(extra_tensor(first.name, ARCHITECTURES["llama"], config), factors)
 
 
 def test_other_architectures_are_refused_in_one_line(tiny_gemma2_dir, tmp_path):
@@ -248,10 +250,16 @@ def test_other_architectures_are_refused_in_one_line(tiny_gemma2_dir, tmp_path):
 def test_a_write_that_fails_leaves_nothing_and_an_existing_file_is_kept(tiny_model_dir, tmp_path, monkeypatch):
     import gguf
 
-    def fail(self, **kwargs):
-        raise OSError(28, "No space left on device")
+    write = gguf.GGUFWriter.write_tensor_data
+    calls = []
 
-    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", fail)
+    def fail(self, *args, **kwargs):  # the disk fills up at the third tensor, halfway through the file
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensor_data", fail)
     with pytest.raises(OSError, match="No space left"):
         export_gguf(str(tiny_model_dir), tmp_path / "model.gguf")
     assert list(tmp_path.iterdir()) == []

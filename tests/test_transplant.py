@@ -108,12 +108,12 @@ def test_saved_folder_reloads_and_generates(tiny_model_dir, new_tokenizer_dir, t
 
 
 def test_killed_transplant_leaves_no_folder(tiny_model_dir, new_tokenizer_dir, tmp_path, monkeypatch):
-    from transformers import PreTrainedModel
+    import tokenshift.weights.write as write
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(PreTrainedModel, "save_pretrained", crash)
+    monkeypatch.setattr(write, "write_shard", crash)
     with pytest.raises(KeyboardInterrupt):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), out=tmp_path / "never")
     assert not (tmp_path / "never").exists() and list(tmp_path.iterdir()) == []

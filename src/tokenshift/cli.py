@@ -207,17 +207,18 @@ def _method_options(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_transplant(args: argparse.Namespace) -> int:
-    from .transplant import TransplantConfig, transplant
+    from .transplant import TransplantConfig, transplant_folder
 
     config = TransplantConfig(method=args.method, donor=args.donor, options=_method_options(args.option),
-                              pad_to_multiple_of=args.pad_to_multiple_of, device=args.device, trust_remote_code=args.trust_remote_code)
-    _, _, report = transplant(args.model, args.tokenizer, out=Path(args.out), config=config)
+                              pad_to_multiple_of=args.pad_to_multiple_of, device=args.device, trust_remote_code=args.trust_remote_code,
+                              link=args.link)
+    _, report = transplant_folder(args.model, args.tokenizer, Path(args.out), config=config)
     if args.json:
         _print_json(report.to_json())
     else:
         counts = ", ".join(f"{n:,} {kind}" for kind, n in sorted(report.counts.items()))
         print(f"transplanted {report.model} onto {report.tokenizer} with {report.method} ({report.method_reason}): {counts}; "
-              f"{report.embedding_rows:,} rows, {report.seconds:.1f} s -> {args.out}")
+              f"{report.embedding_rows:,} rows ({report.dtype}), {report.output_bytes / 1e9:,.2f} GB in {report.seconds:.1f} s -> {args.out}")
         for warning in report.warnings:
             print(f"warning: {warning}")
     return 0
@@ -350,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="round the embedding rows up to a multiple of this (default 64; 1: no padding)")
     p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")
     p.add_argument("--trust-remote-code", action="store_true")
-    p.add_argument("--out", required=True, type=output_path, help="new folder for the transplanted model")
+    p.add_argument("--link", action="store_true",
+                   help="hard-link the weight shards that hold no embedding or head instead of copying them (same disk; "
+                        "the two folders then share those files)")
+    p.add_argument("--out", required=True, type=output_path,
+                   help="new folder for the transplanted model (the checkpoint's own dtype and shards; only the embedding "
+                        "and head are read and rewritten)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_transplant)
 

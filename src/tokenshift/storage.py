@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -220,33 +219,19 @@ def write_text(path: Path, text: str, *, overwrite: bool = True) -> None:
 
 
 def check_safetensors(path: Path) -> None:
-    """Raise a one-line ValueError naming ``path`` when it is not a whole safetensors file: the header
-    (an 8-byte length, then JSON) is read and the tensors' byte ranges checked against the file's size,
-    without loading any tensor. A file cut short by a killed copy or download is the usual cause."""
-    path = Path(path)
-    fix = "write it again (rerun the command that made it, or download it again)"
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise ValueError(f"{path} is damaged: {size} bytes, too short for a safetensors header; {fix}")
-        (length,) = struct.unpack("<Q", head)
-        if length > size - 8:
-            raise ValueError(f"{path} is damaged: its header claims {length:,} bytes but the file has {size:,}; it was cut short; {fix}")
-        try:
-            header = json.loads(handle.read(length))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{path} is damaged: its header is not JSON; not a safetensors file, or overwritten; {fix}") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path} is damaged: its header is not a table of tensors; {fix}")
-    ends = [entry["data_offsets"][1] for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict) and len(entry.get("data_offsets", ())) == 2]
-    expected = 8 + length + max(ends, default=0)
-    if expected > size:
-        raise ValueError(f"{path} is damaged: its tensors need {expected:,} bytes but the file has {size:,}; it was cut short; {fix}")
+    """Raise a one-line ValueError naming ``path`` when it is not a whole, consistent safetensors file:
+    the header is parsed and every tensor's dtype, shape and byte range checked against the file's size
+    and each other, without loading any tensor (:func:`tokenshift.weights.files.read_header`). A file cut
+    short by a killed copy or download is the usual cause."""
+    from .weights.files import read_header
+
+    read_header(Path(path))
 
 
 def check_safetensors_folder(folder: Path) -> None:
-    """:func:`check_safetensors` on every ``*.safetensors`` file in ``folder``."""
-    for path in sorted(Path(folder).glob("*.safetensors")):
-        check_safetensors(path)
+    """Every safetensors file in ``folder`` checked, and its index (when there is one) checked against
+    them (:meth:`tokenshift.weights.files.Checkpoint.open`)."""
+    from .weights.files import Checkpoint
+
+    if any(Path(folder).glob("*.safetensors")):
+        Checkpoint.open(Path(folder))

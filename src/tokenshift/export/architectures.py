@@ -113,25 +113,42 @@ def _gguf_name(hf_name: str, spec: ArchSpec) -> str | None:
     return f"{gguf.TENSOR_NAMES[tensor].format(bid=bid)}.{kind}"
 
 
-def gguf_tensors(model: Any, spec: ArchSpec, *, tied: bool) -> Iterator[tuple[str, torch.Tensor]]:
-    """(GGUF name, float32 tensor as llama.cpp wants it, in HF layout ``(out, in)``) for every tensor
-    llama.cpp needs.
+@dataclass(frozen=True)
+class PlannedTensor:
+    """One tensor of the GGUF file: its name there, the HF tensor it comes from (None for an extra tensor
+    such as ``rope_freqs``), and its shape in HF layout ``(out, in)``."""
 
-    Raises a ValueError listing every HF tensor that has no place in the layout before yielding any."""
-    import torch
+    name: str
+    source: str | None
+    shape: tuple[int, ...]
 
-    state = {k: v for k, v in model.state_dict().items() if ".rotary_emb" not in k}  # RoPE tables: llama.cpp computes them
-    if tied:
-        state.pop("lm_head.weight", None)
-    names = {hf_name: _gguf_name(hf_name, spec) for hf_name in state}
+
+def plan_tensors(shapes: Mapping[str, tuple[int, ...]], spec: ArchSpec, config: Any, *, tied: bool) -> list[PlannedTensor]:
+    """Every tensor llama.cpp needs, in file order, from the HF tensors' names and shapes alone (no data):
+    the architecture's extra tensors, then the model's in its order. A tied head is left out, as the
+    converter does; RoPE tables are computed by llama.cpp.
+
+    Raises a ValueError listing every HF tensor that has no place in the layout."""
+    names = {hf_name: _gguf_name(hf_name, spec) for hf_name in shapes
+             if ".rotary_emb" not in hf_name and not (tied and hf_name == "lm_head.weight")}
     unplaced = [hf_name for hf_name, name in names.items() if name is None]
     if unplaced:
         shown = ", ".join(unplaced[:6]) + (f" and {len(unplaced) - 6} more" if len(unplaced) > 6 else "")
         raise ValueError(f"{len(unplaced)} tensors have no place in llama.cpp's {spec.gguf_arch} layout ({shown}); "
                          f"this model is not a plain {spec.model_type} one and is not exported")
-    yield from spec.extra_tensors(model.config)
-    for hf_name, tensor in state.items():
-        name = names[hf_name]
-        assert name is not None
-        tensor = tensor.detach().to("cpu", dtype=torch.float32)
-        yield name, spec.transform(name, tensor, model.config).contiguous()
+    planned = [PlannedTensor(name, None, tuple(tensor.shape)) for name, tensor in spec.extra_tensors(config)]
+    planned += [PlannedTensor(name, hf_name, tuple(shapes[hf_name])) for hf_name, name in names.items() if name is not None]
+    return planned
+
+
+def extra_tensor(name: str, spec: ArchSpec, config: Any) -> torch.Tensor:
+    """The extra tensor ``name`` (see :attr:`ArchSpec.extra_tensors`), float32."""
+    return dict(spec.extra_tensors(config))[name]
+
+
+def gguf_tensor(name: str, tensor: torch.Tensor, spec: ArchSpec, config: Any) -> torch.Tensor:
+    """HF tensor ``tensor`` as llama.cpp wants GGUF tensor ``name``: float32, transformed, contiguous."""
+    import torch
+
+    tensor = tensor.detach().to("cpu", dtype=torch.float32)
+    return spec.transform(name, tensor, config).contiguous()

@@ -50,6 +50,31 @@ def keeps_float32(name: str, ndim: int) -> bool:
     return ndim <= 1 or name.endswith("_norm.weight") or not name.endswith(".weight")
 
 
+# Rows quantized per call: bounds the quantizer's temporaries (several times its input) for a large
+# embedding matrix; every type here quantizes rows independently, so the bytes are the same.
+CHUNK_ROWS = 4096
+
+
+def target_type(name: str, shape: tuple[int, ...], dtype: DTypeSpec) -> str:
+    """The ggml type GGUF tensor ``name`` of ``shape`` is written in under ``dtype`` (see the module docstring)."""
+    import gguf
+
+    target = "F32" if keeps_float32(name, len(shape)) else dtype.quantization
+    block, _ = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[target]]
+    return "F16" if shape and shape[-1] % block else target
+
+
+def encoded_bytes(shape: tuple[int, ...], kind: str) -> int:
+    """Bytes of a tensor of ``shape`` (whole blocks) in ggml type ``kind``."""
+    import gguf
+
+    block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[kind]]
+    numel = 1
+    for d in shape:
+        numel *= d
+    return numel // block * size
+
+
 def encode(name: str, array: np.ndarray, dtype: DTypeSpec) -> tuple[np.ndarray, str]:
     """``array`` (float32, HF layout ``(out, in)``) encoded for GGUF tensor ``name``.
 
@@ -57,13 +82,14 @@ def encode(name: str, array: np.ndarray, dtype: DTypeSpec) -> tuple[np.ndarray, 
     quantized type (the writer is then given the type, and takes the shape from the bytes).
     """
     import gguf
-    from gguf.quants import QuantError, quantize
+    import numpy as np
+    from gguf.quants import quantize
 
-    target = "F32" if keeps_float32(name, array.ndim) else dtype.quantization
-    try:
-        return quantize(array, gguf.GGMLQuantizationType[target]), target
-    except QuantError:  # rows not a whole number of blocks
-        return quantize(array, gguf.GGMLQuantizationType.F16), "F16"
+    kind = target_type(name, tuple(array.shape), dtype)
+    qtype = gguf.GGMLQuantizationType[kind]
+    if array.ndim < 2 or array.shape[0] <= CHUNK_ROWS:
+        return quantize(array, qtype), kind
+    return np.concatenate([quantize(array[i:i + CHUNK_ROWS], qtype) for i in range(0, array.shape[0], CHUNK_ROWS)]), kind
 
 
 def bytes_per_weight(dtype: DTypeSpec) -> float:

@@ -1,8 +1,13 @@
 """``tokenshift export``: write a model and its tokenizer as one GGUF file that llama.cpp runs.
 
-    model (asset, folder, hub id)  ──load (fp32, CPU)──▶  tokenizer.* keys (gguf_tokenizer, pre)
-                                                          {arch}.* keys, tensors (architectures, dtypes)
-                                   ──gguf.GGUFWriter──▶   OUT's folder/.tokenshift-tmp-OUT.gguf-<host>-<pid>-<8 random>  ──rename──▶  OUT.gguf
+    model (asset, folder, hub id)  ──headers, config──▶   tokenizer.* keys (gguf_tokenizer, pre)
+                                                          {arch}.* keys, tensor infos (architectures, dtypes)
+                                   ──one tensor at a time: read, float32, transform, encode, write──▶
+                                   OUT's folder/.tokenshift-tmp-OUT.gguf-<host>-<pid>-<8 random>  ──rename──▶  OUT.gguf
+
+The file's layout (every tensor's name, type, shape and size) follows from the config and the
+safetensors headers alone, so the header is written first and the tensors streamed after it: memory
+holds one tensor (the embedding matrix, for the largest) and its encoding, whatever the model's size.
 
 Everything that can be refused (the output name, the dtype, a ``--pre`` name, the model name, its
 architecture) is checked before the weights load; a killed run leaves only a temporary that the next
@@ -12,12 +17,14 @@ run beside it removes (:func:`tokenshift.storage.clean_stale_temporaries`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
+import resource
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +33,9 @@ from typing import Any
 from ..modeling.load import LoadedModel
 from ..signals import kill_point
 from ..storage import check_output_folder, clean_stale_temporaries, temporary_prefix
-from .architectures import ArchSpec, check_architecture, gguf_tensors, write_hparams
-from .dtypes import GgufDType, bytes_per_weight, encode, get_dtype
+from ..tokenizer import Tokenizer
+from .architectures import ArchSpec, check_architecture, extra_tensor, gguf_tensor, plan_tensors, write_hparams
+from .dtypes import GgufDType, encode, encoded_bytes, get_dtype, target_type
 from .gguf_tokenizer import build_vocabulary, check_exportable, write_tokenizer
 from .pre import check_pre_name, declared_pre
 
@@ -57,6 +65,7 @@ class ExportReport:
     seconds: float
     warnings: list[str]
     versions: dict[str, str]
+    peak_rss_mb: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,32 +112,63 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _load(model: str | LoadedModel, trust_remote_code: bool) -> tuple[LoadedModel, ArchSpec, str | None]:
-    """The model (fp32, CPU), its architecture, and the ``tokenizer.ggml.pre`` its source declared.
-    For a name, the architecture is checked from config.json before the weights load."""
-    if isinstance(model, LoadedModel):
-        return model, check_architecture(model.model.config, model.name), None
+@dataclass
+class _Source:
+    """Where the tensors come from: a checkpoint read one tensor at a time, or a model in memory.
+    ``shapes``: every HF tensor the model holds, in the model's order; ``read(name)``: one of them."""
+
+    name: str
+    tokenizer: Tokenizer
+    config: Any
+    arch: ArchSpec
+    shapes: dict[str, tuple[int, ...]]
+    read: Callable[[str], Any]
+    tied: bool
+    rows: int
+    declared_pre: str | None
+
+
+def _from_loaded(loaded: LoadedModel) -> _Source:
+    state = loaded.model.state_dict()
+    config = loaded.model.config
+    return _Source(name=loaded.name, tokenizer=loaded.tokenizer, config=config, arch=check_architecture(config, loaded.name),
+                   shapes={k: tuple(v.shape) for k, v in state.items()}, read=state.__getitem__,
+                   tied=bool(getattr(config, "tie_word_embeddings", False)), rows=loaded.embedding_rows, declared_pre=None)
+
+
+def _from_folder(model: str, trust_remote_code: bool) -> _Source:
+    """The checkpoint of ``model``: config, tokenizer and headers; the architecture and the weights
+    checked against the config before any tensor is read."""
     from transformers import AutoConfig
 
-    from ..modeling import load_model
-    from ..modeling.load import model_location
+    from ..modeling.load import check_tokenizer_fits, local_model_folder
+    from ..tokenizer import load_tokenizer
+    from ..weights import Checkpoint, check_weights, model_layout
 
-    location = model_location(model)
-    arch = check_architecture(AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code), model)
-    loaded = load_model(model, dtype="float32", device="cpu", trust_remote_code=trust_remote_code)
-    return loaded, arch, declared_pre(location) if Path(location).is_dir() else None
+    folder = local_model_folder(model)
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    arch = check_architecture(config, model)
+    checkpoint = Checkpoint.open(folder)
+    layout = model_layout(config, name=model, trust_remote_code=trust_remote_code)
+    check_weights(layout, checkpoint, name=model)
+    tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+    rows = checkpoint.entries[layout.embed].shape[0]
+    check_tokenizer_fits(tokenizer, rows, model)
+    shapes = {name: checkpoint.entries[name].shape for name in layout.tensors}
+    return _Source(name=model, tokenizer=tokenizer, config=config, arch=arch, shapes=shapes, read=checkpoint.read,
+                   tied=layout.head is None, rows=rows, declared_pre=declared_pre(folder))
 
 
-def _tokenizer_warnings(loaded: LoadedModel, pre: str) -> list[str]:
+def _tokenizer_warnings(tokenizer: Tokenizer, pre: str) -> list[str]:
     """What llama.cpp will do differently from a byte-level tokenizer that the pre-tokenizer check cannot
     see (a SentencePiece-style one is checked whole when its vocabulary is built)."""
     import json
 
     from ..tokenizer.pretokenizers import get_pre_tokenization
 
-    spec = json.loads(loaded.tokenizer.backend.to_str())
+    spec = json.loads(tokenizer.backend.to_str())
     warnings: list[str] = []
-    if loaded.tokenizer.kind != "byte-level":
+    if tokenizer.kind != "byte-level":
         return warnings
     if spec.get("normalizer"):
         warnings.append(f"the tokenizer normalizes text first ({spec['normalizer'].get('type')}); llama.cpp does not, "
@@ -154,51 +194,59 @@ def export_gguf(
     ``tokenizer.ggml.pre`` instead of the checked choice (see :mod:`tokenshift.export.pre`).
     """
     import gguf
+    import numpy as np
 
     started = time.perf_counter()
     spec = get_dtype(dtype)
     if pre is not None:
         check_pre_name(pre)  # an unknown or unfit name fails before anything loads
     out = check_output_file(out)
-    loaded, arch, declared = _load(model, trust_remote_code)
-    choice = check_exportable(loaded.tokenizer).pre(loaded.tokenizer, declared, pre)
-    extra = _tokenizer_warnings(loaded, choice.name)
+    source = _from_loaded(model) if isinstance(model, LoadedModel) else _from_folder(model, trust_remote_code)
+    choice = check_exportable(source.tokenizer).pre(source.tokenizer, source.declared_pre, pre)
+    extra = _tokenizer_warnings(source.tokenizer, choice.name)
     for warning in extra:
         logger.warning(warning)
     warnings = [*choice.warnings, *extra]
-    rows = loaded.embedding_rows
-    vocabulary = build_vocabulary(loaded.tokenizer, rows)
-    config = loaded.model.config
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    tensors = list(gguf_tensors(loaded.model, arch, tied=tied))
-    parameters = sum(t.numel() for _, t in tensors)
-    check_output_folder(out, need_bytes=int(parameters * bytes_per_weight(spec)), option="--gguf")
+    vocabulary = build_vocabulary(source.tokenizer, source.rows)
+    planned = plan_tensors(source.shapes, source.arch, source.config, tied=source.tied)
+    kinds = [target_type(t.name, t.shape, spec) for t in planned]
+    sizes = [encoded_bytes(t.shape, kind) for t, kind in zip(planned, kinds)]
+    parameters = sum(math.prod(t.shape) for t in planned)
+    check_output_folder(out, need_bytes=sum(sizes), option="--gguf")
 
-    types: Counter[str] = Counter()
+    types: Counter[str] = Counter(kinds)
     with atomic_file(out) as tmp:
-        writer = gguf.GGUFWriter(tmp, arch.gguf_arch)
+        writer = gguf.GGUFWriter(tmp, source.arch.gguf_arch)
         try:
-            writer.add_name(Path(loaded.name).name or loaded.name)
-            write_hparams(writer, config, arch, rows=rows)
+            writer.add_name(Path(source.name).name or source.name)
+            write_hparams(writer, source.config, source.arch, rows=source.rows)
             writer.add_file_type(int(gguf.LlamaFileType[spec.file_type]))
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-            write_tokenizer(writer, loaded.tokenizer, vocabulary, pre=choice.name)
-            for name, tensor in tensors:
-                data, kind = encode(name, tensor.numpy(), spec)
-                types[kind] += 1
-                writer.add_tensor(name, data, raw_dtype=gguf.GGMLQuantizationType[kind])
+            write_tokenizer(writer, source.tokenizer, vocabulary, pre=choice.name)
+            for tensor, kind, size in zip(planned, kinds, sizes):
+                writer.add_tensor_info(tensor.name, tensor.shape, np.dtype(np.float32), size, raw_dtype=gguf.GGMLQuantizationType[kind])
             writer.write_header_to_file()
             writer.write_kv_data_to_file()
-            writer.write_tensors_to_file(progress=False)
+            writer.write_ti_data_to_file()
+            for index, tensor in enumerate(planned):
+                values = (extra_tensor(tensor.name, source.arch, source.config) if tensor.source is None
+                          else gguf_tensor(tensor.name, source.read(tensor.source), source.arch, source.config))
+                data, _ = encode(tensor.name, values.numpy(), spec)
+                del values
+                writer.write_tensor_data(data)
+                del data
+                if index == len(planned) // 2:
+                    kill_point("export:halfway")
         finally:
             writer.close()
         kill_point("export:written")
     if types.get("F16") and spec.quantization not in ("F16", "F32"):
         warnings.append(f"{types['F16']} matrices kept in f16: their rows are not whole {spec.name} blocks")
     return ExportReport(
-        model=loaded.name, out=str(out.resolve()), architecture=arch.gguf_arch, dtype=spec.name, pre=choice.name,
-        pre_reason=choice.reason, pre_matches=list(choice.matches), tokenizer_ids=loaded.tokenizer.vocab_size,
-        embedding_rows=rows, token_types=vocabulary.type_counts(), tied=tied, tensors=len(tensors),
+        model=source.name, out=str(out.resolve()), architecture=source.arch.gguf_arch, dtype=spec.name, pre=choice.name,
+        pre_reason=choice.reason, pre_matches=list(choice.matches), tokenizer_ids=source.tokenizer.vocab_size,
+        embedding_rows=source.rows, token_types=vocabulary.type_counts(), tied=source.tied, tensors=len(planned),
         tensor_types=dict(sorted(types.items())), parameters=parameters, bytes=out.stat().st_size,
         seconds=round(time.perf_counter() - started, 3), warnings=warnings, versions=_versions(),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     )

@@ -26,6 +26,7 @@ class LoadedModel:
     name: str
     device: str
     dtype: str
+    dtype_reason: str = ""
 
     @property
     def embedding_rows(self) -> int:
@@ -85,12 +86,73 @@ def model_location(spec: str) -> str:
     raise unknown_name(spec, what="model", kinds=("model",))
 
 
+# What a streaming stage needs of a hub model: its config, weights and tokenizer (never pickled weights).
+HUB_FILES = ("*.json", "*.safetensors", "tokenizer*", "*.jinja", "*.model", "*.tiktoken", "merges.txt", "vocab.*")
+
+
+def local_model_folder(spec: str) -> Path:
+    """The local folder of model ``spec``: an asset's, a local folder, or a hub id's snapshot (config,
+    safetensors and tokenizer files only), fetched into the Hugging Face cache when not there yet."""
+    location = model_location(spec)
+    if Path(location).is_dir():
+        return Path(location)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(location, allow_patterns=list(HUB_FILES)))
+
+
 def check_tokenizer_fits(tokenizer: Tokenizer, rows: int, model_name: str) -> None:
     if tokenizer.vocab_size > rows:
         raise ValueError(
             f"tokenizer {tokenizer.name!r} has ids up to {tokenizer.vocab_size - 1} but model {model_name!r} has only "
             f"{rows} embedding rows; use the model's own tokenizer, or transplant the new one first (tokenshift transplant)"
         )
+
+
+def _stored_weights(location: str, name: str, trust_remote_code: bool) -> tuple[int, int, str] | None:
+    """(parameters, stored bytes, stored dtype) of a local model folder, its weights checked against its
+    config first (a missing head or a layer too many is refused, not filled with random weights);
+    None for a hub id not downloaded yet."""
+    if not Path(location).is_dir():
+        return None
+    from ..weights import Checkpoint, check_weights, load_layout
+
+    checkpoint = Checkpoint.open(Path(location))
+    layout = load_layout(location, name=name, trust_remote_code=trust_remote_code)
+    check_weights(layout, checkpoint, name=name)
+    return layout.parameters, checkpoint.nbytes, checkpoint.main_dtype()
+
+
+def choose_dtype(dtype: DType, device: str, stored: tuple[int, int, str] | None, *, extra_bytes: int = 0) -> tuple[str, str]:
+    """(dtype to load in, why). ``auto``: on a GPU, bfloat16 where supported; on a CPU, float32 where it
+    fits in the available memory with a margin, else the stored dtype (:func:`tokenshift.weights.memory.choose_cpu_dtype`)."""
+    from ..weights.memory import choose_cpu_dtype
+
+    if dtype != "auto":
+        resolve_dtype(dtype, device)  # an unknown name fails here
+        return dtype, "asked for"
+    if device.startswith("cuda") or stored is None:
+        chosen = str(resolve_dtype("auto", device)).removeprefix("torch.")
+        return chosen, "auto: bfloat16 on a GPU that supports it" if device.startswith("cuda") else "auto: float32 on the CPU"
+    choice = choose_cpu_dtype(*stored, extra=extra_bytes)
+    return choice.dtype, f"auto: {choice.reason}"
+
+
+def check_load_memory(name: str, stored: tuple[int, int, str] | None, dtype: str, device: str, *, extra_bytes: int = 0,
+                      what: str = "loading") -> None:
+    """Refuse in one line, before loading, a model that cannot fit in the CPU memory available (a GPU
+    run holds its weights on the GPU and is not checked here)."""
+    if stored is None or not device.startswith("cpu"):
+        return
+    from ..weights.memory import MemoryEstimate, available_bytes, check_memory, load_bytes
+
+    parameters, stored_bytes, stored_dtype = stored
+    parts = {f"weights as {dtype}": load_bytes(parameters, stored_bytes, stored_dtype, dtype), "the run": extra_bytes}
+    estimate = MemoryEstimate(f"{what} {name}", parts, available_bytes())
+    smaller = stored_dtype if stored_dtype != dtype and load_bytes(parameters, stored_bytes, stored_dtype, stored_dtype) < parts[f"weights as {dtype}"] else None
+    fix = (f"--dtype {smaller} would load the stored weights without a copy ({stored_bytes / 1e9:.1f} GB)" if smaller
+           else "use a machine with more memory, or a GPU (--device cuda)")
+    check_memory(estimate, fix=fix)
 
 
 def load_model(
@@ -100,28 +162,38 @@ def load_model(
     dtype: DType = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
+    extra_bytes: int = 0,
 ) -> LoadedModel:
     """Load ``spec`` (asset name, folder or model id) with its own tokenizer, or ``tokenizer`` if given.
 
-    Weights load from safetensors only; remote code runs only if ``trust_remote_code`` is set.
+    Weights load from safetensors only; remote code runs only if ``trust_remote_code`` is set. A local
+    folder's weights are checked against its config first, the dtype is chosen (:func:`choose_dtype`:
+    ``auto`` keeps float32 on the CPU where it fits) and the memory checked (``extra_bytes``: what the
+    run needs besides the weights), all before any weight loads. Weights in their stored dtype load
+    without a copy (mapped from the file); on a GPU they load straight onto it (``device_map``).
     """
+    import torch
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
-    from ..storage import check_safetensors_folder
-
     location = model_location(spec)
-    if Path(location).is_dir():
-        check_safetensors_folder(Path(location))
+    stored = _stored_weights(location, spec, trust_remote_code)
+    chosen, reason = choose_dtype(dtype, device, stored, extra_bytes=extra_bytes)
+    if stored is not None and chosen != "float32" and chosen == stored[2] and dtype == "auto":
+        logger.warning("loading %s in %s: %s", spec, chosen, reason.removeprefix("auto: "))
+    else:
+        logger.info("loading %s in %s (%s)", spec, chosen, reason)
+    check_load_memory(spec, stored, chosen, device, extra_bytes=extra_bytes)
+    torch_dtype = getattr(torch, chosen)
     # the tokenizer first: it loads in a moment, the weights do not
     if isinstance(tokenizer, Tokenizer):
         tok = tokenizer
     else:
         tok = load_tokenizer(tokenizer if tokenizer is not None else location, trust_remote_code=trust_remote_code)
+    placement = {"device_map": device} if device.startswith("cuda") else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+            location, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code, **placement
         )
     except OSError as exc:
         from ..assets.registry import ASSETS
@@ -131,8 +203,9 @@ def load_model(
             f"could not load model {spec!r} ({str(exc).splitlines()[0]}); pass a local folder with config.json and "
             f"*.safetensors, a reachable model id, or a model asset ({models})"
         ) from exc
-    model.to(device)
+    if not placement:
+        model.to(device)
     model.eval()
-    loaded = LoadedModel(model=model, tokenizer=tok, name=spec, device=device, dtype=str(torch_dtype).removeprefix("torch."))
+    loaded = LoadedModel(model=model, tokenizer=tok, name=spec, device=device, dtype=chosen, dtype_reason=reason)
     check_tokenizer_fits(tok, loaded.embedding_rows, spec)
     return loaded

@@ -6,3 +6,4 @@ from .plan import build_plan as build_plan
 from .run import TransplantConfig as TransplantConfig
 from .run import TransplantReport as TransplantReport
 from .run import transplant as transplant
+from .run import transplant_folder as transplant_folder

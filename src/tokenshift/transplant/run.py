@@ -1,8 +1,21 @@
-"""``tokenshift transplant``: give a pretrained causal LM a new tokenizer without training."""
+"""``tokenshift transplant``: give a pretrained causal LM a new tokenizer without training.
+
+Two ways through, one computation (:func:`new_rows`, on the same float32 rows either way):
+
+    transplant_folder(MODEL, TOKENIZER, OUT)   streams: reads only the embedding and head tensors (and
+                                               the donor's), writes their new rows in the stored dtype,
+                                               copies every other tensor byte for byte (a shard without
+                                               either is copied whole, or hard-linked with ``link``)
+    transplant(MODEL, TOKENIZER)               in memory: the model loaded in float32, resized, returned
+
+Memory of the streaming path: the embedding matrix in float32, its new rows, and one copy buffer; a
+Llama-3.1-8B checkpoint (16 GB) passes through in a few GB (``bench/scale.py``).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import resource
 import time
@@ -11,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..storage import check_output_folder, write_folder, write_json
+from ..signals import kill_point
 from ..tokenizer import Tokenizer, load_tokenizer
 from .methods import AUTO, Method, check_options, choose_method, get_method
 from .plan import TransplantPlan, build_plan
@@ -35,6 +49,7 @@ class TransplantConfig:
     pad_to_multiple_of: int | None = PAD_TO_MULTIPLE_OF
     device: str = "auto"
     trust_remote_code: bool = False
+    link: bool = False  # hard-link the shards that hold no embedding instead of copying them
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,11 @@ class TransplantReport:
     seconds: float
     peak_rss_mb: float
     versions: dict[str, str]
+    dtype: str = "float32"  # the written rows' dtype: the checkpoint's own
+    output_bytes: int = 0
+    rewritten_files: list[str] = field(default_factory=list)  # shards holding a new matrix
+    copied_files: list[str] = field(default_factory=list)  # shards copied whole
+    linked_files: list[str] = field(default_factory=list)  # shards hard-linked
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,24 +99,278 @@ def new_matrix(old: Any, plan: TransplantPlan, method: Method, *, donor: Any, op
     return out.to(old.dtype)
 
 
-def _check_architecture(model: Any, name: str) -> None:
-    missing = [attr for attr in ("get_input_embeddings", "get_output_embeddings") if getattr(model, attr, lambda: None)() is None]
-    if missing:
-        raise ValueError(f"model {name!r} ({type(model).__name__}) exposes no {' / '.join(missing)}; "
-                         "tokenshift transplants causal LMs with an input embedding and an output head")
+
+def padded_rows(new_size: int, pad_to_multiple_of: int | None) -> int:
+    """Embedding rows for ``new_size`` ids rounded up to ``pad_to_multiple_of`` (None or 1: no padding)."""
+    pad = pad_to_multiple_of if pad_to_multiple_of and pad_to_multiple_of > 1 else 1
+    return -(-new_size // pad) * pad
 
 
-def _load_donor(spec: str, new: Tokenizer, device: str, trust_remote_code: bool) -> tuple[Any, Any]:
-    """The donor's input and output matrices, indexed by the new tokenizer's ids."""
+def _check_config(config: TransplantConfig) -> None:
+    """Everything about the options that can be refused before anything loads."""
+    if config.method != AUTO:
+        check_options(config.method, config.options)
+    if config.method != AUTO and config.donor and not get_method(config.method).uses_donor:
+        raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method blend (or omp)")
+    if config.pad_to_multiple_of is not None and config.pad_to_multiple_of < 1:
+        raise ValueError(f"--pad-to-multiple-of must be at least 1 (1: no padding), got {config.pad_to_multiple_of}")
+
+
+@dataclass
+class _Rows:
+    """What both paths decide before any weights: the plan, the method and why, the warnings."""
+
+    old: Tokenizer
+    new: Tokenizer
+    plan: TransplantPlan
+    method: Method
+    options: dict[str, Any]
+    reason: str
+    extension: bool
+    digits_old: str
+    digits_new: str
+    warnings: list[str]
+    device: str
+
+    def rows_for(self, old_rows: Any, donor_rows: Any) -> Any:
+        """New float32 rows (V_new, D) from ``old_rows`` (V_old, D), computed on the device, returned on the CPU."""
+        import torch
+
+        on_device = self.plan.to(self.device)
+        donor_rows = None if donor_rows is None else donor_rows.to(self.device, dtype=torch.float32)
+        with torch.no_grad():
+            return new_matrix(old_rows.to(self.device, dtype=torch.float32), on_device, self.method, donor=donor_rows,
+                              options=self.options).cpu()
+
+
+def _decide(old: Tokenizer, new: Tokenizer, old_rows: int, config: TransplantConfig) -> _Rows:
+    from ..measure.digits import digit_scheme
+    from ..modeling.load import resolve_device
+
+    warnings = []
+    digits_old, digits_new = digit_scheme(old), digit_scheme(new)
+    if digits_old != digits_new:
+        warnings.append(f"the tokenizers split digits differently ({digits_old} vs {digits_new}): expect arithmetic to suffer until healed")
+        logger.warning(warnings[-1])
+    plan = build_plan(old, new, old_rows=old_rows)
+    extension = plan.extends_old()
+    if config.method == AUTO:
+        method_name, auto_options, reason = choose_method(donor=bool(config.donor), extension=extension)
+        options = {**auto_options, **config.options}
+        check_options(method_name, options)
+    else:
+        method_name, options, reason = config.method, dict(config.options), "asked for"
+    if new.chat_template is None and old.chat_template is not None and all(m in new.special.chat for m in old.special.chat):
+        # the markers it names exist in the new vocabulary; a copy, so the caller's tokenizer is untouched
+        new = new.replaced(chat_template=old.chat_template)
+    return _Rows(old=old, new=new, plan=plan, method=get_method(method_name), options=options, reason=reason, extension=extension,
+                 digits_old=digits_old, digits_new=digits_new, warnings=warnings, device=resolve_device(config.device))
+
+
+def _report(model: str, rows: _Rows, config: TransplantConfig, *, embedding_rows: int, tied: bool, started: float,
+            **written: Any) -> TransplantReport:
+    import tokenizers
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return TransplantReport(
+        model=model, tokenizer=rows.new.name, method=rows.method.name, options=rows.options, method_reason=rows.reason,
+        donor=config.donor, old_vocab=rows.old.vocab_size, new_vocab=rows.new.vocab_size, embedding_rows=embedding_rows, tied=tied,
+        counts=rows.plan.counts(), copied_ids=rows.plan.copied_ranges(), extension=rows.extension, digits_old=rows.digits_old,
+        digits_new=rows.digits_new, warnings=rows.warnings, seconds=round(time.perf_counter() - started, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        versions={"tokenshift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                  "tokenizers": tokenizers.__version__, "python": platform.python_version()},
+        **written,
+    )
+
+
+def _donor_matrices(spec: str, new: Tokenizer, trust_remote_code: bool) -> tuple[Any, Any]:
+    """The donor's input and output matrices (the output None when tied), indexed by the new tokenizer's
+    ids: only those two tensors are read from its checkpoint."""
+    from ..modeling.load import local_model_folder
     from ..tokenizer import byte_vocabulary
-    from ..modeling import load_model
+    from ..weights import Checkpoint, load_layout
 
-    donor = load_model(spec, dtype="float32", device=device, trust_remote_code=trust_remote_code)
-    if byte_vocabulary(donor.tokenizer) != byte_vocabulary(new) or donor.tokenizer.vocab_size != new.vocab_size:
-        raise ValueError(f"donor {spec!r} uses tokenizer {donor.tokenizer.name!r}, which is not the target tokenizer "
+    folder = local_model_folder(spec)
+    donor_tokenizer = load_tokenizer(str(folder), trust_remote_code=trust_remote_code)
+    if byte_vocabulary(donor_tokenizer) != byte_vocabulary(new) or donor_tokenizer.vocab_size != new.vocab_size:
+        raise ValueError(f"donor {spec!r} uses tokenizer {donor_tokenizer.name!r}, which is not the target tokenizer "
                          f"{new.name!r} (vocabularies differ); pass a donor trained with the new tokenizer, or no donor")
-    head = donor.model.get_output_embeddings()
-    return donor.model.get_input_embeddings().weight.detach().cpu(), head.weight.detach().cpu() if head is not None else None
+    layout = load_layout(folder, name=spec, trust_remote_code=trust_remote_code)
+    checkpoint = Checkpoint.open(folder)
+    for name in (layout.embed, layout.head):
+        if name is not None and name not in checkpoint:
+            raise ValueError(f"donor {spec!r}: its weights hold no {name!r}; pass a complete donor model")
+    embed = checkpoint.read(layout.embed).float()
+    head = checkpoint.read(layout.head).float() if layout.head is not None else None
+    return embed, head
+
+
+def _resized(rows: Any, total: int, dtype: Any) -> Any:
+    """``rows`` (V, D) float32 cast to ``dtype`` and padded to ``total`` rows with their mean row."""
+    import torch
+
+    out = torch.empty(total, rows.shape[1], dtype=dtype)
+    out[: rows.shape[0]] = rows
+    if total > rows.shape[0]:
+        out[rows.shape[0]:] = rows.mean(0)
+    return out
+
+
+def transplant_folder(
+    model: str,
+    tokenizer: str | Tokenizer,
+    out: str | Path,
+    *,
+    config: TransplantConfig | None = None,
+) -> tuple[Tokenizer, TransplantReport]:
+    """Write ``model`` with ``tokenizer``'s embeddings to the new folder ``out``, streaming (see the module
+    docstring); return (the new tokenizer, the report also written as ``out/transplant.json``).
+
+    The folder is a normal Hugging Face one in the checkpoint's own dtype and shard layout: config,
+    generation config, safetensors (+ index), tokenizer, transplant.json, README.md (a model card).
+    """
+    from ..modeling.load import check_tokenizer_fits, local_model_folder, model_location
+    from ..weights import Checkpoint, check_weights, load_layout
+
+    config = config or TransplantConfig()
+    out = Path(out).expanduser()
+    _check_config(config)
+    location = model_location(model)
+    inputs = [p for p in (location, tokenizer if isinstance(tokenizer, (str, Path)) else None) if p is not None]
+    check_output_folder(out, inputs=inputs)
+    started = time.perf_counter()
+    folder = local_model_folder(model)
+    checkpoint = Checkpoint.open(folder)
+    layout = load_layout(folder, name=model, trust_remote_code=config.trust_remote_code)
+    check_weights(layout, checkpoint, name=model)
+    new = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code)
+    old = load_tokenizer(str(folder), trust_remote_code=config.trust_remote_code)
+    embed_entry = checkpoint.entries[layout.embed]
+    check_tokenizer_fits(old, embed_entry.shape[0], model)
+    rows = _decide(old, new, embed_entry.shape[0], config)
+    tied = layout.head is None
+    total_rows = padded_rows(rows.new.vocab_size, config.pad_to_multiple_of)
+    width = embed_entry.shape[1]
+    replaced = {layout.embed: (total_rows, width)}
+    if layout.head is not None:
+        replaced[layout.head] = (total_rows, checkpoint.entries[layout.head].shape[1])
+    dropped = {name for name in layout.tied if name in checkpoint}  # a tied copy some checkpoints store anyway
+    shards = _output_shards(checkpoint, replaced, dropped)
+    link_ok = config.link and all(os.stat(h.path).st_dev == os.stat(_existing(out.parent)).st_dev for h in checkpoint.files)
+    need = sum(size for _, size, whole in shards if not (whole and link_ok))
+    check_output_folder(out, inputs=inputs, need_bytes=need)
+
+    donor_in = donor_out = None
+    if config.donor:
+        donor_in, donor_out = _donor_matrices(config.donor, rows.new, config.trust_remote_code)
+    new_tensors: dict[str, Any] = {}
+    for name, donor_rows in ((layout.embed, donor_in), (layout.head, donor_out if donor_out is not None else donor_in)):
+        if name is None:
+            continue
+        stored = checkpoint.read(name)
+        dtype = stored.dtype
+        matrix = rows.rows_for(stored, donor_rows)
+        del stored
+        new_tensors[name] = _resized(matrix, total_rows, dtype)
+        del matrix
+    del donor_in, donor_out
+    stored_dtype = str(new_tensors[layout.embed].dtype).removeprefix("torch.")
+    written: dict[str, list[str]] = {"rewritten_files": [], "copied_files": [], "linked_files": []}
+
+    def write(tmp: Path) -> None:
+        from ..weights.write import OutTensor, copy_file, write_shard
+
+        weight_map: dict[str, str] = {}
+        total = 0
+        for index, (header, _, whole) in enumerate(shards, start=1):
+            name = header.path.name
+            if whole:
+                linked = copy_file(header.path, tmp / name, link=link_ok)
+                written["linked_files" if linked else "copied_files"].append(name)
+                tensors = [OutTensor.copied(e) for e in header.entries.values()]
+            else:
+                tensors = [OutTensor.of(e.name, new_tensors[e.name]) if e.name in new_tensors else OutTensor.copied(e)
+                           for e in header.entries.values() if e.name not in dropped]
+                write_shard(tmp / name, tensors, header.metadata or None)
+                written["rewritten_files"].append(name)
+            weight_map.update({t.name: name for t in tensors})
+            total += sum(t.nbytes for t in tensors)
+            kill_point(f"transplant:shard-{index}")
+        if checkpoint.index is not None:
+            index_json = {**checkpoint.index, "metadata": {**(checkpoint.index.get("metadata") or {}), "total_size": total},
+                          "weight_map": dict(sorted(weight_map.items()))}
+            write_json(tmp / INDEX_FILE, index_json)
+        _write_configs(folder, tmp, rows.new, total_rows, stored_dtype)
+        rows.new.save(tmp)
+        report = _report(model, rows, config, embedding_rows=total_rows, tied=tied, started=started, dtype=stored_dtype,
+                         output_bytes=sum(p.stat().st_size for p in tmp.iterdir() if p.is_file()), **written)
+        write_json(tmp / "transplant.json", report.to_json())
+        from ..cards import card_for_transplant, write_card
+
+        write_card(tmp, card_for_transplant(report, name=out.name, tokenizer=str(tokenizer) if isinstance(tokenizer, (str, Path)) else None))
+        reports.append(report)
+
+    reports: list[TransplantReport] = []
+    try:
+        write_folder(out, write, rescue=False, point="transplant:written")
+    except OSError as exc:
+        raise OSError(f"could not write {out} ({exc.strerror or exc}); nothing was left behind: it needs {need / 1e9:,.2f} GB, "
+                      "free some space or choose another disk") from exc
+    return rows.new, reports[-1]
+
+
+INDEX_FILE = "model.safetensors.index.json"
+
+
+def _existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _output_shards(checkpoint: Any, replaced: dict[str, tuple[int, int]], dropped: set[str]) -> list[tuple[Any, int, bool]]:
+    """(input file header, bytes it will take in the output, copied whole?) for every input file, in order."""
+    from ..weights.write import OutTensor, shard_bytes
+
+    shards = []
+    for header in checkpoint.files:
+        touched = [name for name in header.entries if name in replaced or name in dropped]
+        if not touched:
+            shards.append((header, header.size, True))
+            continue
+        tensors = [OutTensor(e.name, e.dtype, replaced.get(e.name, e.shape), e) for e in header.entries.values() if e.name not in dropped]
+        shards.append((header, shard_bytes(tensors, header.metadata or None), False))
+    return shards
+
+
+def _write_configs(source: Path, tmp: Path, new: Tokenizer, rows: int, dtype: str) -> None:
+    """config.json and generation_config.json of ``source`` with the new vocabulary size, special ids
+    and the stored dtype; every other key as it was."""
+    import json
+
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    ids = {"bos_token_id": new.special.bos, "eos_token_id": new.special.eos, "pad_token_id": new.special.pad}
+    nested = config.get("text_config") if isinstance(config.get("text_config"), dict) else None
+    for target in (config, nested):
+        if target is None:
+            continue
+        if "vocab_size" in target or target is config and (nested is None or "vocab_size" not in nested):
+            target["vocab_size"] = rows
+        for key in ("dtype", "torch_dtype"):
+            if key in target:
+                target[key] = dtype
+    config.setdefault("dtype", dtype)
+    config.update(ids)
+    write_json(tmp / "config.json", config)
+    generation_path = source / "generation_config.json"
+    generation = json.loads(generation_path.read_text(encoding="utf-8")) if generation_path.is_file() else {"_from_model_config": True}
+    generation.update(ids)
+    write_json(tmp / "generation_config.json", generation)
 
 
 def transplant(
@@ -106,99 +380,49 @@ def transplant(
     out: Path | None = None,
     config: TransplantConfig | None = None,
 ) -> tuple[Any, Tokenizer, TransplantReport]:
-    """Return (model with the new tokenizer's embeddings, new tokenizer, report); with ``out`` also
-    write a normal Hugging Face folder there (config, safetensors, tokenizer, transplant.json)."""
-    import tokenizers
-    import torch
-    import transformers
+    """Return (model with the new tokenizer's embeddings, new tokenizer, report).
 
-    from .. import __version__
-    from ..measure.digits import digit_scheme
+    With ``out``, the folder is written by :func:`transplant_folder` (streaming, the checkpoint's dtype
+    and shards) and the model returned is that folder loaded in float32. Without, the model is loaded in
+    float32 and changed in memory; its rows are the folder's before the cast to the stored dtype."""
     from ..modeling import load_model
-    from ..modeling.load import model_location, resolve_device
 
     config = config or TransplantConfig()
-    out = Path(out).expanduser() if out is not None else None
-    if config.method != AUTO:
-        check_options(config.method, config.options)
-    if config.method != AUTO and config.donor and not get_method(config.method).uses_donor:
-        raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method blend (or omp)")
-    if config.pad_to_multiple_of is not None and config.pad_to_multiple_of < 1:
-        raise ValueError(f"--pad-to-multiple-of must be at least 1 (1: no padding), got {config.pad_to_multiple_of}")
     if out is not None:
-        location = Path(model_location(model))
-        weights = sum(p.stat().st_size for p in location.glob("*.safetensors")) if location.is_dir() else 0
-        inputs = [location, *([tokenizer] if isinstance(tokenizer, (str, Path)) else [])]
-        check_output_folder(Path(out), inputs=inputs, need_bytes=weights)
+        new, report = transplant_folder(model, tokenizer, out, config=config)
+        return load_model(str(out), dtype="float32", device="cpu").model, new, report
+    _check_config(config)
     started = time.perf_counter()
     new = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer, trust_remote_code=config.trust_remote_code)
     loaded = load_model(model, dtype="float32", device="cpu", trust_remote_code=config.trust_remote_code)
-    lm, old = loaded.model, loaded.tokenizer
+    lm = loaded.model
     _check_architecture(lm, model)
+    old_in = lm.get_input_embeddings().weight.detach()
+    rows = _decide(loaded.tokenizer, new, old_in.shape[0], config)
     donor_in = donor_out = None
     if config.donor:
-        donor_in, donor_out = _load_donor(config.donor, new, "cpu", config.trust_remote_code)
-
-    warnings = []
-    digits_old, digits_new = digit_scheme(old), digit_scheme(new)
-    if digits_old != digits_new:
-        warnings.append(f"the tokenizers split digits differently ({digits_old} vs {digits_new}): expect arithmetic to suffer until healed")
-        logger.warning(warnings[-1])
-    old_in = lm.get_input_embeddings().weight.detach()
-    plan = build_plan(old, new, old_rows=old_in.shape[0])
-    extension = plan.extends_old()
-    if config.method == AUTO:
-        method_name, auto_options, reason = choose_method(donor=bool(config.donor), extension=extension)
-        options = {**auto_options, **config.options}
-        check_options(method_name, options)
-    else:
-        method_name, options, reason = config.method, dict(config.options), "asked for"
-    method = get_method(method_name)  # looked up once; every matrix below uses this entry
+        donor_in, donor_out = _donor_matrices(config.donor, rows.new, config.trust_remote_code)
     tied = lm.get_output_embeddings().weight is lm.get_input_embeddings().weight or bool(getattr(lm.config, "tie_word_embeddings", False))
-    device = resolve_device(config.device)  # the methods compute there (a GPU when present); the model stays on the CPU
-    on_device = plan.to(device)
+    import torch
 
-    def rows_for(old_rows: Any, donor_rows: Any) -> Any:
-        donor_rows = None if donor_rows is None else donor_rows.to(device)
-        return new_matrix(old_rows.to(device), on_device, method, donor=donor_rows, options=options).cpu()
-
+    embeddings = rows.rows_for(old_in, donor_in)
+    head = None if tied else rows.rows_for(lm.get_output_embeddings().weight.detach(), donor_out if donor_out is not None else donor_in)
     with torch.no_grad():
-        embeddings = rows_for(old_in, donor_in)
-        head = None if tied else rows_for(lm.get_output_embeddings().weight.detach(), donor_out if donor_out is not None else donor_in)
-        pad = config.pad_to_multiple_of if config.pad_to_multiple_of and config.pad_to_multiple_of > 1 else None
-        lm.resize_token_embeddings(plan.new_size, pad_to_multiple_of=pad, mean_resizing=False)
-        rows = lm.get_input_embeddings().weight.shape[0]
-        lm.get_input_embeddings().weight[: plan.new_size] = embeddings
-        lm.get_input_embeddings().weight[plan.new_size :] = embeddings.mean(0)
+        lm.resize_token_embeddings(rows.plan.new_size, pad_to_multiple_of=config.pad_to_multiple_of if (config.pad_to_multiple_of or 1) > 1 else None,
+                                   mean_resizing=False)
+        total = lm.get_input_embeddings().weight.shape[0]
+        lm.get_input_embeddings().weight.copy_(_resized(embeddings, total, torch.float32))
         if head is not None:
-            lm.get_output_embeddings().weight[: plan.new_size] = head
-            lm.get_output_embeddings().weight[plan.new_size :] = head.mean(0)
+            lm.get_output_embeddings().weight.copy_(_resized(head, total, torch.float32))
     for target in (lm.config, lm.generation_config):
-        target.bos_token_id = new.special.bos
-        target.eos_token_id = new.special.eos
-        target.pad_token_id = new.special.pad
-    if new.chat_template is None and old.chat_template is not None and all(m in new.special.chat for m in old.special.chat):
-        # the markers it names exist in the new vocabulary; a copy, so the caller's tokenizer is untouched
-        new = new.replaced(chat_template=old.chat_template)
-    report = TransplantReport(
-        model=model, tokenizer=new.name, method=method_name, options=options, method_reason=reason, donor=config.donor,
-        old_vocab=old.vocab_size, new_vocab=new.vocab_size, embedding_rows=rows, tied=tied, counts=plan.counts(),
-        copied_ids=plan.copied_ranges(), extension=extension,
-        digits_old=digits_old, digits_new=digits_new, warnings=warnings, seconds=round(time.perf_counter() - started, 3),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        versions={"tokenshift": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                  "tokenizers": tokenizers.__version__, "python": platform.python_version()},
-    )
-    if out is not None:
-        from ..cards import card_for_transplant, write_card
+        target.bos_token_id = rows.new.special.bos
+        target.eos_token_id = rows.new.special.eos
+        target.pad_token_id = rows.new.special.pad
+    return lm, rows.new, _report(model, rows, config, embedding_rows=total, tied=tied, started=started)
 
-        source = str(tokenizer) if isinstance(tokenizer, (str, Path)) else None
 
-        def write(tmp: Path) -> None:
-            lm.save_pretrained(str(tmp), safe_serialization=True)
-            new.save(tmp)
-            write_json(tmp / "transplant.json", report.to_json())
-            write_card(tmp, card_for_transplant(report, name=Path(out).name, tokenizer=source))
-
-        write_folder(Path(out), write, point="transplant:written")
-    return lm, new, report
+def _check_architecture(model: Any, name: str) -> None:
+    missing = [attr for attr in ("get_input_embeddings", "get_output_embeddings") if getattr(model, attr, lambda: None)() is None]
+    if missing:
+        raise ValueError(f"model {name!r} ({type(model).__name__}) exposes no {' / '.join(missing)}; "
+                         "tokenshift transplants causal LMs with an input embedding and an output head")
