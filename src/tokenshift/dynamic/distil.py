@@ -88,7 +88,8 @@ def distil_merged_rows(
     import torch
 
     from ..evaluate.scoring import length_batches
-    from ..heal.rows import autocast, cpu_has_bf16, hidden_state_mse, padded_ids, target_layer, truncated
+    from ..heal.rows import autocast, hidden_state_mse, padded_ids, target_layer, truncated
+    from ..modeling.compute import cpu_has_bf16
 
     if steps < 0:
         raise ValueError(f"distillation steps must be 0 or more, got {steps}")

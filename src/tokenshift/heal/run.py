@@ -149,7 +149,7 @@ def _mixed_precision(config: HealConfig, device: str) -> str:
 
     if config.mixed_precision != "auto":
         return config.mixed_precision
-    from .rows import cpu_has_bf16
+    from ..modeling.compute import cpu_has_bf16
 
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "no"

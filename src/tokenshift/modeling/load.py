@@ -206,6 +206,11 @@ def load_model(
     if not placement:
         model.to(device)
     model.eval()
+    if device == "cpu" and chosen in ("bfloat16", "float16"):
+        from .compute import compute_in_float32, cpu_has_bf16
+
+        if not cpu_has_bf16() and compute_in_float32(model):
+            reason += "; computed in float32 (this CPU has no native bf16: float32 products are ~4x faster)"
     loaded = LoadedModel(model=model, tokenizer=tok, name=spec, device=device, dtype=chosen, dtype_reason=reason)
     check_tokenizer_fits(tok, loaded.embedding_rows, spec)
     return loaded

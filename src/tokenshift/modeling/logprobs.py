@@ -38,6 +38,10 @@ def head_logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     import torch
     import torch.nn.functional as F
 
+    if weight.dtype != hidden.dtype:  # half-precision weights computed in float32 (modeling.compute)
+        common = torch.promote_types(weight.dtype, hidden.dtype)
+        hidden, weight = hidden.to(common), weight.to(common)
+        bias = None if bias is None else bias.to(common)
     logits = F.linear(hidden, weight, bias)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if softcap:

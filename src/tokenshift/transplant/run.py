@@ -204,8 +204,10 @@ def _donor_matrices(spec: str, new: Tokenizer, trust_remote_code: bool) -> tuple
     for name in (layout.embed, layout.head):
         if name is not None and name not in checkpoint:
             raise ValueError(f"donor {spec!r}: its weights hold no {name!r}; pass a complete donor model")
-    embed = checkpoint.read(layout.embed).float()
-    head = checkpoint.read(layout.head).float() if layout.head is not None else None
+    import torch
+
+    embed = checkpoint.read(layout.embed, torch.float32)
+    head = checkpoint.read(layout.head, torch.float32) if layout.head is not None else None
     return embed, head
 
 
@@ -264,6 +266,8 @@ def transplant_folder(
     need = sum(size for _, size, whole in shards if not (whole and link_ok))
     check_output_folder(out, inputs=inputs, need_bytes=need)
 
+    import torch
+
     donor_in = donor_out = None
     if config.donor:
         donor_in, donor_out = _donor_matrices(config.donor, rows.new, config.trust_remote_code)
@@ -271,10 +275,10 @@ def transplant_folder(
     for name, donor_rows in ((layout.embed, donor_in), (layout.head, donor_out if donor_out is not None else donor_in)):
         if name is None:
             continue
-        stored = checkpoint.read(name)
-        dtype = stored.dtype
-        matrix = rows.rows_for(stored, donor_rows)
-        del stored
+        dtype = getattr(torch, checkpoint.entries[name].torch_dtype)
+        old_rows = checkpoint.read(name, torch.float32)  # the in-memory path's rows exactly: float32 of the stored values
+        matrix = rows.rows_for(old_rows, donor_rows)
+        del old_rows
         new_tensors[name] = _resized(matrix, total_rows, dtype)
         del matrix
     del donor_in, donor_out

@@ -137,21 +137,44 @@ def _entry(path: Path, name: str, spec: Any, data_start: int) -> TensorEntry:
     return TensorEntry(name=name, file=path, dtype=dtype, shape=tuple(shape), begin=data_start + offsets[0], end=data_start + offsets[1])
 
 
-def read_entry(entry: TensorEntry) -> torch.Tensor:
-    """The tensor ``entry`` names, read into a new CPU tensor of its stored dtype (no memory map)."""
+READ_CHUNK_BYTES = 64 * 2**20
+
+
+def read_entry(entry: TensorEntry, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The tensor ``entry`` names, read into a new CPU tensor (no memory map), in its stored dtype or
+    converted to ``dtype``. A conversion reads the file in chunks into the converted tensor, so memory
+    never holds the stored copy and the converted one together."""
     import torch
 
-    buffer = torch.empty(entry.nbytes, dtype=torch.uint8)
+    stored = getattr(torch, entry.torch_dtype)
+    if dtype is None or dtype == stored or not entry.shape:
+        buffer = torch.empty(entry.nbytes, dtype=torch.uint8)
+        with entry.file.open("rb") as handle:
+            handle.seek(entry.begin)
+            _read_into(handle, memoryview(buffer.numpy()), entry)
+        tensor = buffer.view(stored).reshape(entry.shape)
+        return tensor if dtype is None else tensor.to(dtype)
+    out = torch.empty(entry.shape, dtype=dtype)
+    flat = out.view(-1)
+    itemsize = DTYPE_BYTES[entry.dtype]
+    step = max(1, READ_CHUNK_BYTES // itemsize)
+    chunk = torch.empty(step * itemsize, dtype=torch.uint8)
     with entry.file.open("rb") as handle:
         handle.seek(entry.begin)
-        view = memoryview(buffer.numpy())
-        done = 0
-        while done < entry.nbytes:
-            got = handle.readinto(view[done:])
-            if not got:
-                raise CheckpointError(f"{entry.file} was cut short while reading {entry.name!r}; {_FIX}")
-            done += got
-    return buffer.view(getattr(torch, entry.torch_dtype)).reshape(entry.shape)
+        for start in range(0, entry.numel, step):
+            count = min(step, entry.numel - start)
+            _read_into(handle, memoryview(chunk.numpy())[: count * itemsize], entry)
+            flat[start:start + count] = chunk[: count * itemsize].view(stored)
+    return out
+
+
+def _read_into(handle: Any, view: memoryview, entry: TensorEntry) -> None:
+    done = 0
+    while done < len(view):
+        got = handle.readinto(view[done:])
+        if not got:
+            raise CheckpointError(f"{entry.file} was cut short while reading {entry.name!r}; {_FIX}")
+        done += got
 
 
 class Checkpoint:
@@ -228,9 +251,9 @@ class Checkpoint:
     def __contains__(self, name: str) -> bool:
         return name in self.entries
 
-    def read(self, name: str) -> torch.Tensor:
-        """Tensor ``name`` in its stored dtype."""
-        return read_entry(self.entries[name])
+    def read(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Tensor ``name`` in its stored dtype, or converted to ``dtype`` (see :func:`read_entry`)."""
+        return read_entry(self.entries[name], dtype)
 
     @property
     def nbytes(self) -> int:
