@@ -147,14 +147,25 @@ def test_minutes_stop_at_the_budget_with_an_injected_clock(extended):
     assert 0 < distill["details"]["steps"] < 40 and head["details"]["epochs"] < 50  # both stopped by the clock, not by their caps
 
 
-def test_fit_head_without_time_left_is_skipped_not_fatal(extended):
+def test_fit_head_without_time_left_is_skipped_not_fatal(extended, monkeypatch):
+    from tokenshift.heal.recipes import PHASES
+
     now = [0.0]
 
-    def clock():  # every reading advances 20 s: distill-rows spends the budget, fit-head finds none left
-        now[0] += 20.0
+    def clock():
+        now[0] += 0.01
         return now[0]
 
+    distill = PHASES["distill-rows"]
+
+    def distill_spending_the_budget(ctx, *, seconds, tokens):
+        result = distill(ctx, seconds=seconds, tokens=tokens)
+        now[0] += 1000.0  # distill-rows trained, then ran past the whole budget: fit-head finds none left
+        return result
+
+    monkeypatch.setitem(PHASES, "distill-rows", distill_spending_the_budget)
     _, _, report = heal(extended["student"], config=cfg(extended, recipe="rows", tokens=None, minutes=1.0), clock=clock)
+    assert report.phases[0]["tokens"] > 0
     head = report.phases[-1]
     assert head["name"] == "fit-head" and "no time left" in head["details"]["skipped"]
     assert not report.untied and report.added_parameters == 0  # the head was left tied, as it was

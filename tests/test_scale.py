@@ -272,3 +272,98 @@ def test_the_space_check_counts_what_the_stream_writes(tmp_path, new_tokenizer, 
     with pytest.raises(ValueError, match="has .* MB free, the output needs about"):
         transplant_folder(str(model), str(new_tokenizer), tmp_path / "again")
     assert seen and not (tmp_path / "again").exists()
+
+
+def test_a_frozen_half_linear_keeps_gradients_and_not_the_float32_copy():
+    from tokenshift.modeling.compute import _FrozenHalfLinear
+
+    torch.manual_seed(0)
+    weight = torch.randn(8, 6).to(torch.bfloat16)
+    bias = torch.randn(8).to(torch.bfloat16)
+    x = torch.randn(3, 6, requires_grad=True)
+    y = _FrozenHalfLinear.apply(x, weight, bias)
+    assert [t.dtype for t in y.grad_fn.saved_tensors] == [torch.bfloat16]  # the half weight, no float32 copy
+    y.pow(2).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    torch.nn.functional.linear(x2, weight.float(), bias.float()).pow(2).sum().backward()
+    assert torch.equal(y, torch.nn.functional.linear(x.detach(), weight.float(), bias.float()))
+    assert torch.allclose(x.grad, x2.grad)
+
+
+@pytest.fixture(scope="module")
+def replaced(tmp_path_factory, new_tokenizer) -> dict[str, str]:
+    """A bf16 sharded model transplanted onto another tokenizer, and text in that tokenizer's words."""
+    root = tmp_path_factory.mktemp("heal-scale")
+    original = sharded_model(root / "original", tie=True, dtype=torch.bfloat16)
+    transplant_folder(str(original), str(new_tokenizer), root / "student")
+    lines = [line.replace("cat", "chat").replace("the", "la") + " superlongword" for line in synthetic_corpus(200, seed=9)]
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": " ".join(lines[i: i + 8])}) for i in range(0, 200, 8)) + "\n")
+    return {"student": str(root / "student"), "corpus": str(corpus), "original": str(original)}
+
+
+def _heal_config(replaced, **options):
+    from tokenshift.heal import HealConfig
+
+    base = dict(text=(replaced["corpus"],), tokens=1500, eval_bytes=800, keep_last=True, distill_batch=4, distill_piece_bytes=60,
+                seq_len=32, mixed_precision="no", recipe="distill-rows", row_lr=1e-2)
+    return HealConfig(**{**base, **options})
+
+
+def test_heal_keeps_the_body_in_its_stored_dtype_and_shares_it_with_the_teacher(replaced, monkeypatch):
+    import tokenshift.heal.teacher as teacher_module
+    from tokenshift.heal import heal
+
+    lm, _, report = heal(replaced["student"], config=_heal_config(replaced))
+    assert report.dtype == "bfloat16" and report.teacher_shares_body and report.tokens > 0
+    assert lm.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    # the same run with the original loaded whole: the same rows, to the bit
+    monkeypatch.setattr(teacher_module, "same_body", lambda *args, **kwargs: False)
+    whole_lm, _, whole = heal(replaced["student"], config=_heal_config(replaced))
+    assert not whole.teacher_shares_body
+    assert whole.phases[0]["objective_end"] == report.phases[0]["objective_end"]
+    assert torch.equal(whole_lm.get_input_embeddings().weight, lm.get_input_embeddings().weight)
+
+
+def test_a_changed_body_is_not_shared(replaced, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from tokenshift.heal.teacher import same_body
+
+    changed = tmp_path / "changed"
+    shutil.copytree(replaced["student"], changed)
+    index = json.loads((changed / "model.safetensors.index.json").read_text())
+    file = index["weight_map"]["model.layers.1.mlp.down_proj.weight"]
+    tensors = load_file(str(changed / file))
+    tensors["model.layers.1.mlp.down_proj.weight"][-1, -1] += 1
+    save_file(tensors, str(changed / file), metadata={"format": "pt"})
+    skip = {"model.embed_tokens.weight", "lm_head.weight"}
+    assert same_body(replaced["student"], replaced["original"], skip=skip)
+    assert not same_body(changed, replaced["original"], skip=skip)
+
+
+def test_the_held_out_evaluation_is_sized_to_the_budget():
+    from tokenshift.heal.budget import EVAL_SHARE, MIN_EVAL_BYTES, evaluation_bytes
+
+    # 100 bytes/s, 2 minutes, start + one phase: a quarter of the budget reads 1,500 bytes per evaluation
+    assert evaluation_bytes(100.0, 32_000, 2, seconds=120, evaluations=2) == int(100 * EVAL_SHARE * 120 / 2) // 2
+    assert evaluation_bytes(10_000.0, 32_000, 2, seconds=120, evaluations=2) is None
+    with pytest.raises(ValueError, match=r"--minutes 0.5 leaves 4 s for each of 2 held-out evaluations.*ask for at least .* minutes"):
+        evaluation_bytes(100.0, 32_000, 2, seconds=30, evaluations=2)
+    assert MIN_EVAL_BYTES * 2 * 2 / 100 / EVAL_SHARE / 60 > 0.5
+
+
+def test_a_budget_that_trains_nothing_writes_nothing(replaced, tmp_path):
+    from tokenshift.heal import heal
+
+    now = [0.0]
+
+    def clock():  # every reading advances 30 s: the budget is gone before the first step
+        now[0] += 30.0
+        return now[0]
+
+    config = _heal_config(replaced, tokens=None, minutes=1.0, eval_bytes=0)
+    with pytest.raises(ValueError, match=r"heal trained nothing within --minutes 1: .* nothing was written"):
+        heal(replaced["student"], config=config, out=tmp_path / "out", clock=clock)
+    assert list(tmp_path.iterdir()) == []

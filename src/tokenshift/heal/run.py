@@ -25,6 +25,9 @@ from .stages import StageContext, get_stage_kind
 
 logger = logging.getLogger(__name__)
 
+# Memory a phase recipe needs besides the weights (activations of a 16-piece batch, the trained rows and
+# their optimizer state, one matrix converted for a product): what the memory guard adds to the load.
+RUN_BYTES = 10**9
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class HealReport:
     kept: dict[str, Any] = field(default_factory=dict)
     untied: bool = False
     added_parameters: int = 0
+    dtype: str = "float32"  # the frozen body's (the stored dtype); trained rows are float32
+    teacher_shares_body: bool = False  # the original was the student's body read through its own embedding
+    evaluation_note: str = ""  # how the held-out evaluation was sized to the budget
+    eval_bytes: int = 0  # held-out bytes per evaluation, over all sets
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -276,6 +283,7 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     from .recipes import BODY_PHASES, PHASES, PhaseContext, get_recipe
     from .recipes.fit_head import is_tied, tie_head, untie_head
     from .rows import autocast, new_row_ids, transplant_record
+    from .teacher import shares_body
 
     recipe = get_recipe(recipe_name)
     record = transplant_record(model)
@@ -287,7 +295,8 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     device = resolve_device(config.device)
     mixed = _mixed_precision(config, device)
     documents, eval_sets = training_texts(config)
-    student = load_model(model, dtype="float32", device=device, trust_remote_code=config.trust_remote_code)
+    # The body stays frozen in its stored dtype (float32 stays float32); the trained rows are float32.
+    student = load_model(model, dtype="stored", device=device, trust_remote_code=config.trust_remote_code, extra_bytes=RUN_BYTES)
     check_head(student.model, model)
     lm = student.model
     lm.eval()  # no dropout: the phases fit rows to a deterministic model
@@ -298,12 +307,28 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
         raise ValueError(f"every token of {model}'s tokenizer had its row copied from {original}; there are no new rows to heal "
                          "(use --recipe stages to train other parameters)")
     extension = bool(record.get("extension"))
-    teacher_tokenizer = load_tokenizer(model_location(original), trust_remote_code=config.trust_remote_code)
+    original_dir = model_location(original)
+    teacher_tokenizer = load_tokenizer(original_dir, trust_remote_code=config.trust_remote_code)
     if extension:  # an extension keeps every old id and row: the student with the old ids is the original model
         teacher = lm
-    else:
-        teacher = load_model(original, dtype="float32", device=device, trust_remote_code=config.trust_remote_code).model.eval()
+    else:  # the original is the student's body read through its own embedding, where the bodies are the same
+        from .teacher import shared_teacher
+
+        teacher = None
+        if Path(original_dir).is_dir() and Path(model).is_dir():
+            teacher = shared_teacher(lm, model, original_dir, name=original, trust_remote_code=config.trust_remote_code)
+        if teacher is None:
+            teacher = load_model(original, dtype="stored", device=device, trust_remote_code=config.trust_remote_code).model.eval()
     deadline = Deadline(config.minutes * 60 if config.minutes else None, clock)
+    eval_note = None
+    if eval_sets and config.minutes:
+        from .budget import fit_evaluation
+
+        eval_sets, eval_note = fit_evaluation(LoadedModel(model=lm, tokenizer=student.tokenizer, name=model, device=device,
+                                                          dtype=student.dtype), eval_sets, seconds=config.minutes * 60,
+                                              evaluations=1 + len(recipe.phases))
+        if eval_note:
+            logger.warning(eval_note)
     curve: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     eval_seconds = 0.0
@@ -312,7 +337,7 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
     def evaluate(label: str) -> dict[str, float]:
         nonlocal eval_seconds
         began = time.perf_counter()
-        loaded = LoadedModel(model=lm, tokenizer=student.tokenizer, name=model, device=device, dtype="float32")
+        loaded = LoadedModel(model=lm, tokenizer=student.tokenizer, name=model, device=device, dtype=student.dtype)
         with torch.no_grad(), autocast(device, mixed):
             results = held_out_bits(loaded, eval_sets, when=label)
         eval_seconds += time.perf_counter() - began
@@ -374,6 +399,11 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
         message(f"{name}: {result.objective} {result.objective_start:.4f} -> {result.objective_end:.4f} in {result.seconds:.0f} s")
         if eval_sets:
             guard.offer(name, evaluate(name))
+    if tokens_seen == 0:
+        spent = ", ".join(f"{p['name']} {p['seconds']:.0f} s" for p in phases)
+        raise ValueError(f"heal trained nothing within --minutes {config.minutes:g}: the held-out evaluations took {eval_seconds:.0f} s "
+                         f"and left the phases too little for one step ({spent}); ask for more minutes, or fewer held-out bytes "
+                         "(--eval-bytes); nothing was written")
     kept = guard.finish(keep_last=config.keep_last)
     untied = tied_at_start and not is_tied(lm)
     added = int(lm.get_output_embeddings().weight.numel()) if untied else 0
@@ -386,7 +416,9 @@ def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path 
         batch_size=config.distill_batch, seq_len=config.seq_len, processes=1, device=device,
         mixed_precision=mixed, loss_impl="", frozen_rows=int(student.tokenizer.vocab_size - len(new_ids)), seed=config.seed, resumed_at=[],
         curve=curve, losses=[], config=config.to_json(), versions=_versions(), recipe=recipe_name, recipe_reason=reason,
-        minutes=config.minutes, phases=phases, kept=kept, untied=untied, added_parameters=added,
+        minutes=config.minutes, phases=phases, kept=kept, untied=untied, added_parameters=added, dtype=student.dtype,
+        teacher_shares_body=teacher is not lm and shares_body(teacher, lm), evaluation_note=eval_note or "",
+        eval_bytes=sum(t.n_bytes for t in eval_sets),
     )
     if out is not None:
         _write(out, lm, student.tokenizer, model, report)

@@ -31,9 +31,30 @@ def cpu_has_bf16() -> bool:
     return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
+class _FrozenHalfLinear(torch.autograd.Function):
+    """``x @ weight.T + bias`` in float32 for a frozen half-precision weight, keeping only the half
+    weight for the backward pass (which converts it again): a plain ``F.linear(x, weight.float())``
+    would keep every layer's float32 copy alive until the backward pass, twice the body's memory."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        return F.linear(x, weight.to(torch.float32), None if bias is None else bias.to(torch.float32))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None]:
+        (weight,) = ctx.saved_tensors
+        grad_x = grad @ weight.to(torch.float32) if ctx.needs_input_grad[0] else None
+        grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_bias
+
+
 def _linear_in_float32(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    x = x.to(torch.float32)
+    if not self.weight.requires_grad:
+        return _FrozenHalfLinear.apply(x, self.weight, self.bias)
     bias = None if self.bias is None else self.bias.to(torch.float32)
-    return F.linear(x.to(torch.float32), self.weight.to(torch.float32), bias)
+    return F.linear(x, self.weight.to(torch.float32), bias)
 
 
 def _embedding_output_float32(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DType = Literal["auto", "float32", "bfloat16", "float16"]
+DType = Literal["auto", "stored", "float32", "bfloat16", "float16"]
 
 
 @dataclass
@@ -128,6 +128,8 @@ def choose_dtype(dtype: DType, device: str, stored: tuple[int, int, str] | None,
     fits in the available memory with a margin, else the stored dtype (:func:`tokenshift.weights.memory.choose_cpu_dtype`)."""
     from ..weights.memory import choose_cpu_dtype
 
+    if dtype == "stored":
+        return (stored[2], "the stored dtype: frozen weights are not converted") if stored is not None else ("float32", "stored: unknown, float32")
     if dtype != "auto":
         resolve_dtype(dtype, device)  # an unknown name fails here
         return dtype, "asked for"

@@ -96,14 +96,18 @@ class PhaseClock:
 
 
 def original_teacher(ctx: PhaseContext) -> Any:
-    """The original model, frozen: the context's teacher, or for an extension (whose teacher is the
-    student itself) the original loaded afresh, for phases that change the student's body or whose
-    softmax must not include the new rows."""
-    if ctx.teacher is not ctx.model:
+    """The original model, frozen, with a body of its own: the context's teacher, or, where that shares
+    the student's body (an extension's teacher is the student itself; a replacement's may be the
+    student's body read through the original embedding, :mod:`tokenshift.heal.teacher`), the original
+    loaded afresh in its stored dtype, for phases that change the student's body or whose softmax must
+    not include the new rows."""
+    from ..teacher import shares_body
+
+    if not shares_body(ctx.teacher, ctx.model):
         return ctx.teacher
     from ...modeling import load_model
 
-    teacher = load_model(ctx.original, dtype="float32", device=ctx.device, trust_remote_code=ctx.config.trust_remote_code).model
+    teacher = load_model(ctx.original, dtype="stored", device=ctx.device, trust_remote_code=ctx.config.trust_remote_code).model
     return teacher.eval().requires_grad_(False)
 
 

@@ -156,8 +156,12 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
             losses = [distill_loss(ctx, embedding, held[i: i + config.distill_batch], teacher).item() for i in range(0, len(held), config.distill_batch)]
         return sum(losses) / len(losses)
 
-    with truncated(ctx.model, layers), truncated(teacher, layers) if teacher is not ctx.model else nullcontext():
+    from ..teacher import shares_body
+
+    with truncated(ctx.model, layers), truncated(teacher, layers) if not shares_body(teacher, ctx.model) else nullcontext():
+        began = time.perf_counter()
         start_loss = held_loss()
+        clock.seconds -= time.perf_counter() - began  # the end's held-out loss costs as much: reserve it
         seen_tokens = 0
         ready: list[list[DistillExample]] = []
         order = random.Random(config.seed + 2)
