@@ -367,3 +367,31 @@ def test_a_budget_that_trains_nothing_writes_nothing(replaced, tmp_path):
     with pytest.raises(ValueError, match=r"heal trained nothing within --minutes 1: .* nothing was written"):
         heal(replaced["student"], config=config, out=tmp_path / "out", clock=clock)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_micro_batches_give_the_whole_batch_gradient(replaced):
+    from tokenshift.heal.recipes import PhaseContext
+    from tokenshift.heal.recipes.distill_rows import distill_backward, distill_example, distill_loss, micro_batches
+    from tokenshift.heal.budget import Deadline
+    from tokenshift.heal.rows import NewRowEmbedding, new_row_ids, ids_from_runs
+    from tokenshift.heal.teacher import shared_teacher
+
+    student = load_model(replaced["student"], dtype="float32", device="cpu")
+    copied = ids_from_runs(json.loads((Path(replaced["student"]) / "transplant.json").read_text())["copied_ids"])
+    new_ids = new_row_ids(copied, student.tokenizer.vocab_size)
+    teacher = shared_teacher(student.model, replaced["student"], replaced["original"], name="original")
+    ctx = PhaseContext(config=_heal_config(replaced), model=student.model.requires_grad_(False), tokenizer=student.tokenizer,
+                       teacher=teacher, teacher_tokenizer=load_model(replaced["original"], device="cpu").tokenizer, documents=[],
+                       new_ids=new_ids, device="cpu", mixed="no", deadline=Deadline(None))
+    is_new = torch.zeros(student.embedding_rows, dtype=torch.bool)
+    is_new[new_ids] = True
+    texts = [line.replace("cat", "chat") + " superlongword" for line in synthetic_corpus(40, seed=2)]
+    batch = sorted([e for e in (distill_example(t, ctx, is_new) for t in texts) if e is not None], key=lambda e: len(e.student_ids))[:8]
+    embedding = NewRowEmbedding(student.model, new_ids)
+    distill_loss(ctx, embedding, batch).backward()
+    whole = embedding.rows.grad.clone()
+    embedding.rows.grad = None
+    parts = micro_batches(batch, max_positions=2 * len(batch[-1].student_ids))
+    assert len(parts) == 4 and [e for part in parts for e in part] == batch
+    distill_backward(ctx, embedding, batch, teacher, max_positions=2 * len(batch[-1].student_ids))
+    assert torch.allclose(embedding.rows.grad, whole, rtol=1e-5, atol=1e-9)

@@ -101,8 +101,21 @@ def _write_report(report: Any, path: str | None, *, to_stderr: bool) -> None:
     print(f"report: {written}", file=sys.stderr if to_stderr else sys.stdout)
 
 
+def cmd_launch_config(args: argparse.Namespace) -> int:
+    from .launch import launch_config
+
+    print(launch_config(args.name))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``heal`` on the main parser's subcommands."""
+    """Register ``heal`` and ``launch-config`` on the main parser's subcommands."""
+    from .launch import CONFIGS
+
+    p = sub.add_parser("launch-config", help="print the path of a shipped accelerate config, for `accelerate launch --config_file`")
+    p.add_argument("name", choices=list(CONFIGS), help="ddp, fsdp2 (GPUs); ddp-cpu, fsdp2-cpu (CPU processes, gloo)")
+    p.set_defaults(func=cmd_launch_config)
+
     from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int, probability, report_path
     from .losses import DISTANCES
     from .recipes import RECIPES

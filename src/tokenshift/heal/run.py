@@ -254,12 +254,17 @@ def _versions() -> dict[str, str]:
             "tokenizers": tokenizers.__version__, "accelerate": _accelerate_version(), "python": platform.python_version()}
 
 
-def _write(out: Path, lm: Any, tokenizer: Tokenizer, model: str, report: HealReport) -> None:
-    """Write the healed folder; a run that cannot write it keeps it in a rescue folder and says where."""
+def _write(out: Path, lm: Any, tokenizer: Tokenizer, model: str, report: HealReport, *, weights: Path | None = None) -> None:
+    """Write the healed folder; a run that cannot write it keeps it in a rescue folder and says where.
+    ``weights``: a safetensors file holding the model's full state (merged from FSDP shards) to write
+    instead of ``lm``'s own tensors, which are then shards of it."""
     from ..cards import card_for_heal, write_card
 
     def write(tmp: Path) -> None:
-        lm.save_pretrained(str(tmp), safe_serialization=True)
+        if weights is None:
+            lm.save_pretrained(str(tmp), safe_serialization=True)
+        else:
+            _write_merged(lm, weights, tmp)
         tokenizer.save(tmp)
         if (Path(model) / "transplant.json").is_file():
             shutil.copy2(Path(model) / "transplant.json", tmp / "transplant.json")
@@ -267,6 +272,38 @@ def _write(out: Path, lm: Any, tokenizer: Tokenizer, model: str, report: HealRep
         write_card(tmp, card_for_heal(report, name=out.name))
 
     write_folder(out, write, point="heal:written")
+
+
+def _write_merged(lm: Any, weights: Path, tmp: Path) -> None:
+    """``lm``'s config and generation config, and the tensors of ``weights`` (a merged FSDP state dict,
+    keys as ``lm``'s ``state_dict``) copied byte for byte into ``model.safetensors`` as ``save_pretrained``
+    names them (a tied head left out)."""
+    from ..weights import Checkpoint
+    from ..weights.write import OutTensor, write_shard
+
+    merged = Checkpoint.open(weights.parent)
+    tied = set(getattr(lm, "all_tied_weights_keys", None) or {}) if getattr(lm.config, "tie_word_embeddings", False) else set()
+    tensors = [OutTensor.copied(entry) for name, entry in merged.entries.items() if name not in tied]
+    write_shard(tmp / "model.safetensors", tensors, {"format": "pt"})
+    lm.config.save_pretrained(str(tmp))
+    if getattr(lm, "generation_config", None) is not None:
+        lm.generation_config.save_pretrained(str(tmp))
+
+
+def _fsdp_weights(accelerator: Any, lm: Any, folder: Path) -> Path:
+    """Every process saves its shard of ``lm`` (FSDP's sharded state dict, ``torch.distributed.checkpoint``)
+    under ``folder``; the main process merges them into normal safetensors with accelerate's
+    ``merge_fsdp_weights``. Returns the merged ``model.safetensors`` (written on the main process)."""
+    from accelerate.utils import merge_fsdp_weights, save_fsdp_model
+
+    shards = folder / "fsdp-shards"
+    merged = folder / "fsdp-merged"
+    save_fsdp_model(accelerator.state.fsdp_plugin, accelerator, lm, str(shards))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        merge_fsdp_weights(str(shards / "pytorch_model_fsdp_0"), str(merged), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    return merged / "model.safetensors"
 
 
 def _heal_phases(model: str, config: HealConfig, recipe_name: str, *, out: Path | None, progress: Progress | None,
@@ -535,12 +572,24 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
         curve=state.curve, losses=state.losses, config=config.to_json(), versions=_versions(), recipe="stages", recipe_reason=reason,
         minutes=config.minutes, kept=kept,
     )
+    weights = None
+    if out is not None and kept["state"] != "start" and _is_fsdp(accelerator):
+        weights = _fsdp_weights(accelerator, lm, checkpoint_dir or out.parent / f"{out.name}.checkpoints")
     if out is not None and accelerator.is_main_process:
-        _write(out, lm, student.tokenizer, model, report)
+        _write(out, lm, student.tokenizer, model, report, weights=weights)
         if config.checkpoint_dir is None and checkpoint_dir is not None and checkpoint_dir.is_dir():
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        elif weights is not None:
+            shutil.rmtree(weights.parent.parent / "fsdp-shards", ignore_errors=True)
+            shutil.rmtree(weights.parent, ignore_errors=True)
     accelerator.wait_for_everyone()
     return lm, student.tokenizer, report
+
+
+def _is_fsdp(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
 
 
 def _accelerator(device: str, mixed: str) -> Any:

@@ -119,5 +119,9 @@ def shared_teacher(student: nn.Module, student_dir: str | Path, original_dir: st
         logger.info("%s's body differs from %s's: the teacher is loaded whole", name, student_dir)
         return None
     weight = student.get_input_embeddings().weight
-    embedding = Checkpoint.open(Path(original_dir)).read(layout.embed, weight.dtype).to(weight.device)
+    checkpoint = Checkpoint.open(Path(original_dir))
+    if weight.device.type == "cpu" and checkpoint.entries[layout.embed].torch_dtype == str(weight.dtype).removeprefix("torch."):
+        embedding = checkpoint.map(layout.embed)  # only the rows the text looks up become resident
+    else:
+        embedding = checkpoint.read(layout.embed, weight.dtype).to(weight.device)
     return SharedBodyTeacher(student, embedding)

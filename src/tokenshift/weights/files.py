@@ -255,6 +255,19 @@ class Checkpoint:
         """Tensor ``name`` in its stored dtype, or converted to ``dtype`` (see :func:`read_entry`)."""
         return read_entry(self.entries[name], dtype)
 
+    def map(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` mapped from its file, copy-on-write, in its stored dtype: only the pages a
+        computation reads become resident (an embedding looked up for a few thousand distinct ids
+        costs those rows, not the matrix)."""
+        import numpy as np
+        import torch
+
+        entry = self.entries[name]
+        if not entry.nbytes:
+            return read_entry(entry)
+        raw = np.memmap(entry.file, dtype=np.uint8, mode="c", offset=entry.begin, shape=(entry.nbytes,))
+        return torch.from_numpy(raw).view(getattr(torch, entry.torch_dtype)).reshape(entry.shape)
+
     @property
     def nbytes(self) -> int:
         """Bytes of tensor data (what the weights take in memory in their stored dtypes)."""

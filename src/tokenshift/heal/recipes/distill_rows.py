@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported where a phase runs: listing the recipes (
     from ..rows import NewRowEmbedding
 
 HELD_OUT = 32  # pieces kept back to measure the phase's own objective
+HELD_SHARE = 0.05  # of the phase's time, at most (about) for measuring it at the start, and as much at the end
 POOL_BATCHES = 8  # batches' worth of examples sorted by length together
 
 
@@ -62,9 +63,11 @@ def distill_example(piece: str, ctx: PhaseContext, is_new: torch.Tensor) -> Dist
                           [p for p, _ in pairs], [q for _, q in pairs])
 
 
-def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample], teacher: Any = None) -> torch.Tensor:
+def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample], teacher: Any = None,
+                 positions: int | None = None) -> torch.Tensor:
     """Mean squared difference of the compared hidden states of one batch (fp32). ``teacher``: the
-    model that reads the original tokenization (default: the context's)."""
+    model that reads the original tokenization (default: the context's). ``positions``: the compared
+    positions of the whole batch when ``batch`` is one micro-batch of it (its share of the mean)."""
     import torch
 
     from ..rows import autocast, hidden_state_mse, padded_ids
@@ -83,7 +86,46 @@ def distill_loss(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[Dist
     with autocast(device, ctx.mixed):
         hidden = ctx.model.get_decoder()(inputs_embeds=embedding(s_ids.to(device)), attention_mask=s_mask.to(device),
                                          use_cache=False).last_hidden_state
-    return hidden_state_mse(hidden[rows_s, pos_s], target)
+    return hidden_state_mse(hidden[rows_s, pos_s], target, positions)
+
+
+# Activations a micro-batch may keep for the backward pass (float32): a batch of 16 pieces through half
+# of a Llama-3.2-1B keeps ~1.9 GB; SmolLM2-135M's batches stay whole (~0.65 GB).
+ACTIVATION_BYTES = 10**9
+
+
+def activation_bytes_per_position(model: Any, layers: int) -> int:
+    """About what one position keeps for the backward pass through ``layers`` decoder layers (float32):
+    the norms' and projections' inputs and outputs of attention and the gated MLP."""
+    config = model.config
+    width = int(config.hidden_size)
+    inner = int(getattr(config, "intermediate_size", 4 * width))
+    return 4 * layers * (6 * width + 4 * inner)
+
+
+def micro_batches(batch: list[DistillExample], max_positions: int) -> list[list[DistillExample]]:
+    """``batch`` (sorted by length) cut so each part pads to at most ``max_positions`` student positions
+    (a part holds one example at least)."""
+    parts: list[list[DistillExample]] = [[]]
+    for example in batch:
+        longest = max([len(e.student_ids) for e in parts[-1]] + [len(example.student_ids)])
+        if parts[-1] and longest * (len(parts[-1]) + 1) > max_positions:
+            parts.append([])
+        parts[-1].append(example)
+    return parts
+
+
+def distill_backward(ctx: PhaseContext, embedding: NewRowEmbedding, batch: list[DistillExample], teacher: Any, *,
+                     max_positions: int) -> float:
+    """The gradient of :func:`distill_loss` over ``batch``, accumulated micro-batch by micro-batch (the
+    same gradient, less memory); returns the loss."""
+    total = sum(len(e.student_positions) for e in batch)
+    value = 0.0
+    for part in micro_batches(batch, max_positions):
+        loss = distill_loss(ctx, embedding, part, teacher, positions=total)
+        loss.backward()
+        value += float(loss.detach())
+    return value
 
 
 @register_phase("distill-rows")
@@ -117,6 +159,7 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
     ctx.teacher.requires_grad_(False)
     teacher = original_teacher(ctx) if body else ctx.teacher  # the adapters go into the student's body
     embedding = NewRowEmbedding(ctx.model, ctx.new_ids)
+    max_positions = max(1, ACTIVATION_BYTES // activation_bytes_per_position(ctx.model, layers))
     optimizer = RowAdam(embedding.rows, lr=config.row_lr)
     adapters = body_optimizer = None
     if body:
@@ -151,16 +194,24 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
                          "there is nothing to distil (heal on text in the new tokenizer's language)")
     first_train = cursor
 
-    def held_loss() -> float:
+    def held_loss(limit: float = float("inf")) -> float:
+        """The mean loss over the held-out batches; past ``limit`` seconds the rest are dropped for good
+        (the end is measured on the same ones): on a large model one batch costs seconds."""
+        began = time.perf_counter()
+        losses = []
         with torch.no_grad():
-            losses = [distill_loss(ctx, embedding, held[i: i + config.distill_batch], teacher).item() for i in range(0, len(held), config.distill_batch)]
+            for i in range(0, len(held), config.distill_batch):
+                losses.append(distill_loss(ctx, embedding, held[i: i + config.distill_batch], teacher).item())
+                if time.perf_counter() - began > limit:
+                    del held[i + config.distill_batch:]
+                    break
         return sum(losses) / len(losses)
 
     from ..teacher import shares_body
 
     with truncated(ctx.model, layers), truncated(teacher, layers) if not shares_body(teacher, ctx.model) else nullcontext():
         began = time.perf_counter()
-        start_loss = held_loss()
+        start_loss = held_loss(limit=HELD_SHARE * clock.seconds)
         clock.seconds -= time.perf_counter() - began  # the end's held-out loss costs as much: reserve it
         seen_tokens = 0
         ready: list[list[DistillExample]] = []
@@ -177,8 +228,7 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
             if not ready:
                 break
             batch = ready.pop()
-            loss = distill_loss(ctx, embedding, batch, teacher)
-            loss.backward()
+            loss = distill_backward(ctx, embedding, batch, teacher, max_positions=max_positions)
             optimizer.step()
             if body_optimizer is not None:
                 for group in body_optimizer.param_groups:
@@ -188,7 +238,7 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
             seen_tokens += sum(len(e.student_ids) - 1 for e in batch)
             clock.stepped()
             if clock.steps % 20 == 0:
-                ctx.log(f"{name} step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
+                ctx.log(f"{name} step {clock.steps}: loss {loss:.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
         end_loss = held_loss()
     embedding.write_back()
     details = {}
@@ -201,7 +251,7 @@ def _distill(ctx: PhaseContext, *, seconds: float, tokens: int | None, body: boo
     return PhaseResult(name, round(time.perf_counter() - started, 3), seen_tokens, "mse of hidden states", start_loss, end_loss,
                        {"layers": layers, "of_layers": len(ctx.model.get_decoder().layers), "steps": clock.steps, "lr": config.row_lr,
                         "batch": config.distill_batch, "piece_bytes": config.distill_piece_bytes, "new_rows": int(len(ctx.new_ids)),
-                        "rows_trained": trained_rows, **details})
+                        "rows_trained": trained_rows, "micro_batch_positions": max_positions, **details})
 
 
 
