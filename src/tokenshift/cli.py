@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -394,13 +395,23 @@ def _quiet_transformers() -> None:
         transformers_logging.set_verbosity_error()
 
 
+def is_main_process() -> bool:
+    """False in the second and later processes of a distributed launch (torchrun's ``RANK``)."""
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # imports torch for some choices: a second or so
     except KeyboardInterrupt:
         print("tokenshift: interrupted; nothing was written", file=sys.stderr)
         return 130
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    secondary = not is_main_process()
+    # Under `accelerate launch` / torchrun every process runs this; only the first one speaks (errors excepted).
+    level = logging.ERROR if secondary else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if secondary:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
     if not args.verbose:
         _quiet_transformers()
     try:

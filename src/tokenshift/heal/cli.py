@@ -77,6 +77,11 @@ def cmd_heal(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
         _write_report(report, args.report, to_stderr=True)
         return 0
+    from ..cli import is_main_process
+
+    if not is_main_process():  # another process of a distributed launch: the first one shows the progress
+        _, _, report = heal(args.model, config=config, out=Path(args.out))
+        return 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"), TimeRemainingColumn(),
                   console=console, transient=True) as bar:
         _, _, report = heal(args.model, config=config, out=Path(args.out), progress=_Bar(bar, console))
@@ -113,7 +118,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     from .launch import CONFIGS
 
     p = sub.add_parser("launch-config", help="print the path of a shipped accelerate config, for `accelerate launch --config_file`")
-    p.add_argument("name", choices=list(CONFIGS), help="ddp, fsdp2 (GPUs); ddp-cpu, fsdp2-cpu (CPU processes, gloo)")
+    p.add_argument("name", choices=list(CONFIGS), help="ddp, fsdp2 (GPUs); ddp-cpu (CPU processes, gloo)")
     p.set_defaults(func=cmd_launch_config)
 
     from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int, probability, report_path

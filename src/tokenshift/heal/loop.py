@@ -102,10 +102,15 @@ def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
     from ..modeling.load import LoadedModel
     from .guard import held_out_bits
 
+    from accelerate.utils import DistributedType, broadcast_object_list
+
     acc = session.accelerator
     started = time.perf_counter()
     results: dict[str, float] = {}
-    if acc.is_main_process:
+    # FSDP's forward pass gathers each layer from every process: all of them evaluate (the same text);
+    # otherwise the main process evaluates and tells the others, so every process keeps the same state.
+    everyone = acc.distributed_type == DistributedType.FSDP
+    if acc.is_main_process or everyone:
         model = session.model
         was_training = model.training
         model.eval()
@@ -114,6 +119,8 @@ def evaluate_now(session: Session, state: HealState) -> dict[str, float]:
         with acc.autocast():
             results = held_out_bits(loaded, session.eval_sets, when=f"step {state.step}")
         model.train(was_training)
+    if acc.num_processes > 1 and not everyone:
+        results = broadcast_object_list([results], from_process=0)[0]
     acc.wait_for_everyone()
     state.eval_seconds += time.perf_counter() - started
     point = {"step": state.step, "minutes": round(session.deadline.elapsed() / 60, 3), "tokens": state.tokens, "bytes": state.bytes, "train_seconds": round(state.train_seconds, 3),

@@ -495,6 +495,7 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
     device = resolve_device(config.device)
     mixed = _mixed_precision(config, device)
     accelerator = _accelerator(device, mixed)
+    logger.info("accelerate: %s, %d process(es), device %s", accelerator.distributed_type, accelerator.num_processes, accelerator.device)
     documents, eval_sets = training_texts(config)
     student = load_model(model, dtype="float32", device="cpu", trust_remote_code=config.trust_remote_code)
     check_head(student.model, model)
@@ -553,7 +554,7 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
         lm.gradient_checkpointing_disable()
     lm.eval()
     kept = _never_worse_stages(state, config)
-    if kept["state"] == "start":  # the start is the model on disk: load it again
+    if kept["state"] == "start" and accelerator.is_main_process:  # the start is the model on disk: load it again
         lm = load_model(model, dtype="float32", device=str(accelerator.device), trust_remote_code=config.trust_remote_code).model.eval()
     steps = stage_steps(config.stages, total_steps)
     stages = [{**asdict(s), "lr": s.lr if s.lr is not None else get_stage_kind(s.train).default_lr, "steps": n} for s, n in zip(config.stages, steps)]
