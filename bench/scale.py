@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from shapes import SHAPES, write_random_model  # noqa: E402
+from shapes import SHAPES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TOKENSHIFT = [sys.executable, "-m", "tokenshift.cli"]
@@ -165,7 +165,12 @@ print(json.dumps(result))
 def run_shape(name: str, root: Path, stages: list[str], peer_python: Path | None) -> list[Row]:
     shape = SHAPES[name]
     started = time.perf_counter()
-    model = write_random_model(root / name, shape)
+    model = root / name
+    # In a child process: a process's peak memory survives fork and exec, so every stage started after
+    # building the model here would report the builder's peak (one 5 GB shard) as its own.
+    subprocess.run([sys.executable, "-c", f"from shapes import SHAPES, write_random_model; from pathlib import Path; "
+                                          f"write_random_model(Path({str(model)!r}), SHAPES[{name!r}])"],
+                   check=True, cwd=Path(__file__).resolve().parent)
     print(f"{name}: model ready in {time.perf_counter() - started:.0f} s ({folder_bytes(model) / GB:.1f} GB)", flush=True)
     weights, dtype = stored(model)
     rows: list[Row] = []

@@ -32,6 +32,7 @@ CASES: list[tuple[str, str]] = [
     ("evaluate ./no-such-model --text {T}", "no such file or folder"),
     ("evaluate {D} --text {T}", "a folder without config.json, so not a model folder"),
     ("evaluate {D}/truncated --text {T}", "model.safetensors is damaged"),
+    ("evaluate {D}/headless --text {T}", "its config.json and its weights disagree: 1 tensor(s) the config needs are not in the weights (lm_head.weight)"),
     ("evaluate {M} --tokenizer {D}/shape.json --text {T}", 'is JSON but not a Hugging Face tokenizer.json: it has no "model" table'),
     ("evaluate {M} --tokenizer {D}/syntax.json --text {T}", "is not a tokenizer.json: not valid JSON"),
     ("evaluate {M} --text {D}/missing.txt", "not found"),
@@ -85,6 +86,7 @@ CASES: list[tuple[str, str]] = [
     ("transplant {M} {M} --out {M}/inside", "lies inside the input folder"),
     ("transplant {M} {M} --out /proc/no-such/out", "cannot write in /proc"),
     ("transplant {D}/truncated {M} --out {O}", "model.safetensors is damaged"),
+    ("transplant {D}/headless {M} --out {O}", "its config.json and its weights disagree"),
     ("transplant {M} {D}/shape.json --out {O}", 'has no "model" table'),
     ("transplant {M} {M} --method nosuch --out {O}", "argument --method: invalid choice"),
     ("transplant {M} {M} --method blend --donor ./no-such-donor --out {O}", "no such file or folder"),
@@ -123,6 +125,7 @@ CASES: list[tuple[str, str]] = [
     ("ensemble {M} {M} --weights 1 --text {T}", "1 weights for 2 models"),
     ("ensemble {M} {M}", "nothing to do"),
     # export
+    ("export {D}/extra-layer --gguf {O}.gguf", "tensor(s) the config needs are not in the weights (model.layers.2."),
     ("export smolm2 --gguf {O}.gguf", "model 'smolm2': not an asset, a local path, or a Hugging Face id (OWNER/NAME); did you mean smollm2-135m"),
     ("export {M} --gguf {O}.gguf --dtype q4_k", "argument --dtype: invalid choice"),
     ("export {M} --gguf {O}.gguf --pre smolm", "unknown llama.cpp pre-tokenizer (tokenizer.ggml.pre) 'smolm'; did you mean smollm"),
@@ -148,6 +151,11 @@ CASES: list[tuple[str, str]] = [
     ("demo --report {D}/no-such-folder/demo.html", "the folder {D}/no-such-folder does not exist"),
 ]
 
+CASES += [
+    # launch-config
+    ("launch-config fsdp3", "argument name: invalid choice: 'fsdp3'"),
+    ("launch-config", "the following arguments are required: name"),
+]
 CASES_PER_COMMAND = Counter(line.split()[0] for line, _ in CASES)
 
 
@@ -173,6 +181,11 @@ def inputs(tmp_path_factory, tiny_model_dir) -> Path:
     assert extended.get_vocab_size(with_added_tokens=True) <= 320  # fits the tiny model's embedding rows
     shutil.copytree(tiny_model_dir, folder / "spm-extended")
     extended.save(str(folder / "spm-extended" / "tokenizer.json"))
+    # config.json claims what the weights do not hold: an untied head, a third layer
+    for name, change in (("headless", {"tie_word_embeddings": False}), ("extra-layer", {"num_hidden_layers": 3})):
+        shutil.copytree(tiny_model_dir, folder / name)
+        config = json.loads((folder / name / "config.json").read_text())
+        (folder / name / "config.json").write_text(json.dumps({**config, **change}))
     truncated = folder / "truncated"
     shutil.copytree(tiny_model_dir, truncated)
     weights = truncated / "model.safetensors"

@@ -81,3 +81,17 @@ def test_heal_refuses_a_model_whose_head_disagrees(tiny_model_dir):
     double_the_head(model)
     with pytest.raises(ValueError, match="output head does something besides a linear layer"):
         check_head(model, "tiny")
+
+
+def test_the_head_check_runs_once_per_model_structure(tiny_model_dir, monkeypatch):
+    import tokenshift.modeling.logprobs as logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    calls = []
+    real = logprobs.head_logits
+    monkeypatch.setattr(logprobs, "head_logits", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert logprobs.head_reproduces_logits(model, ids) and logprobs.head_reproduces_logits(model, ids)
+    assert len(calls) == 1  # asked again (every evaluation of a heal run asks): answered from the first time
+    double_the_head(model)  # a new hook is a new structure: checked again
+    assert not logprobs.head_reproduces_logits(model, ids) and len(calls) == 2

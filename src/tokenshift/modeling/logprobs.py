@@ -147,9 +147,11 @@ def head_reproduces_logits(model: Any, input_ids: torch.Tensor, attention_mask: 
 
     # The answer is a property of the model's structure, not of its weights: asked again (every
     # evaluation of a heal run asks), it is not recomputed — a full forward of a 1B model costs 13 s here.
+    # The structure: the head and decoder objects, the hooks on the head and the model, a replaced forward.
     head = model.get_output_embeddings()
     cache = model.__dict__.setdefault("_tokenshift_head_checks", {})
-    key = (id(head), id(model.get_decoder()))
+    key = (id(head), id(model.get_decoder()), tuple(head._forward_hooks), tuple(head._forward_pre_hooks),
+           tuple(model._forward_hooks), tuple(model._forward_pre_hooks), id(model.__dict__.get("forward")))
     if key in cache:
         return cache[key][-1]
     was_training = model.training
