@@ -395,3 +395,14 @@ def test_micro_batches_give_the_whole_batch_gradient(replaced):
     assert len(parts) == 4 and [e for part in parts for e in part] == batch
     distill_backward(ctx, embedding, batch, teacher, max_positions=2 * len(batch[-1].student_ids))
     assert torch.allclose(embedding.rows.grad, whole, rtol=1e-5, atol=1e-9)
+
+
+def test_lora_on_a_half_precision_body_trains_float32_adapters_and_merges(replaced, tmp_path):
+    from tokenshift.heal import heal
+
+    lm, _, report = heal(replaced["student"], config=_heal_config(replaced, recipe="rows-lora", tokens=3000, lora_lr=3e-3),
+                         out=tmp_path / "out")
+    assert [p["name"] for p in report.phases] == ["distill-rows", "lora-distill"] and report.phases[1]["tokens"] > 0
+    assert report.phases[1]["details"]["lora_layers"] > 0 and report.dtype == "bfloat16"
+    assert Checkpoint.open(tmp_path / "out").main_dtype() == "bfloat16"  # written in the stored dtype, adapters merged
+    assert set(Checkpoint.open(tmp_path / "out").entries) == set(Checkpoint.open(replaced["student"]).entries)
