@@ -43,6 +43,7 @@ class Deadline:
 # the start, and one after each phase. A probe of PROBE_BYTES measures how fast the model reads.
 EVAL_SHARE = 0.25
 PROBE_BYTES = 800
+WARM_UP_BYTES = 100  # read first, untimed: the one-off costs of a first evaluation are not its speed
 MIN_EVAL_BYTES = 256  # per text: fewer cannot tell a better state from a worse one
 
 
@@ -73,17 +74,19 @@ def evaluation_bytes(rate: float, total: int, texts: int, *, seconds: float, eva
 
 def fit_evaluation(loaded: Any, eval_sets: list[Any], *, seconds: float, evaluations: int) -> tuple[list[Any], str | None]:
     """The held-out sets cut by :func:`evaluation_bytes` at the speed a probe of :data:`PROBE_BYTES`
-    measures, and a note saying so (None when nothing was cut)."""
+    measures (after an untimed one of :data:`WARM_UP_BYTES`), and a note saying so (None when nothing
+    was cut)."""
     import torch
 
     from ..evaluate import evaluate_loaded
 
     total = sum(t.n_bytes for t in eval_sets)
     probe = _cut(eval_sets[0], PROBE_BYTES)
-    began = time.perf_counter()
     with torch.no_grad():
+        evaluate_loaded(loaded, _cut(eval_sets[0], WARM_UP_BYTES))  # one-off costs: the head check, first allocations
+        began = time.perf_counter()
         evaluate_loaded(loaded, probe)
-    rate = probe.n_bytes / max(1e-6, time.perf_counter() - began)  # its first forward pays warm-up: a low estimate
+    rate = probe.n_bytes / max(1e-6, time.perf_counter() - began)
     per_text = evaluation_bytes(rate, total, len(eval_sets), seconds=seconds, evaluations=evaluations)
     if per_text is None:
         return eval_sets, None
