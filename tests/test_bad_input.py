@@ -23,7 +23,7 @@ CASES: list[tuple[str, str]] = [
     # evaluate
     ("evaluate {M} --text {T} --max-bytes 0", "argument --max-bytes: must be a positive integer, got '0'"),
     ("evaluate {M} --text {T} --max-bytes -5", "argument --max-bytes: must be a positive integer, got '-5'"),
-    ("evaluate {M} --text {T} --context 0", "argument --context: must be an integer >= 2"),
+    ("evaluate {M} --text {T} --context 0", "argument --context: must be an integer from 2 to 1,048,576, got '0'"),
     ("evaluate {M} --text {T} --stride 0", "argument --stride: must be a positive integer"),
     ("evaluate {M} --text {T} --batch-tokens 0", "argument --batch-tokens"),
     ("evaluate {M} --text {T} --dtype float64", "argument --dtype: invalid choice"),
@@ -94,12 +94,12 @@ CASES: list[tuple[str, str]] = [
     ("transplant {M} {M}", "the following arguments are required: --out"),
     # heal
     ("heal {D}/no-such-model --text {T} --steps 1 --out {O}", "no such file or folder"),
-    ("heal {M} --text {T} --minutes 0 --out {O}", "argument --minutes: must be a positive number"),
+    ("heal {M} --text {T} --minutes 0 --out {O}", "argument --minutes: must be a number of minutes above 0 and at most 10,080 (a week)"),
     ("heal {M} --text {T} --minutes -1 --out {O}", "argument --minutes"),
     ("heal {M} --text {T} --stages all:lr=abc --steps 1 --out {O}", "stage 'all', option lr: must be a number, got 'abc'"),
     ("heal {M} --text {T} --stages nosuch --steps 1 --out {O}", "unknown stage 'nosuch'"),
     ("heal {M} --text {T} --batch-size 0 --out {O}", "argument --batch-size"),
-    ("heal {M} --text {T} --seq-len 1 --out {O}", "argument --seq-len: must be an integer >= 2"),
+    ("heal {M} --text {T} --seq-len 1 --out {O}", "argument --seq-len: must be an integer from 2 to 1,048,576, got '1'"),
     ("heal {M} --text {T} --eval-bytes -1 --out {O}", "argument --eval-bytes"),
     ("heal {M} --text {T} --steps 1 --out /proc/no-such/out", "cannot write in /proc"),
     ("heal {M} --text {T} --steps 1 --out {M}/inside", "lies inside the input folder"),

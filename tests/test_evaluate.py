@@ -102,3 +102,13 @@ def test_cuda_gives_the_cpu_bits_per_byte(tiny_model_dir, documents):
     on_cuda = evaluate_loaded(load_model(str(tiny_model_dir), device="cuda", dtype="float32"), texts)
     assert on_cuda.device.startswith("cuda") and on_cuda.tokens == on_cpu.tokens
     assert on_cuda.bits_per_byte == pytest.approx(on_cpu.bits_per_byte, rel=1e-4)
+
+
+def test_round_trip_is_checked_on_pieces_of_the_leading_text(tiny_tokenizer):
+    from tokenshift.evaluate.bpb import ROUND_TRIP_PIECE_CHARS, _pieces, round_trip_loss
+
+    documents = [" ".join(f"mot{i}" for i in range(3000)), "court"]
+    pieces = _pieces(documents)
+    assert "".join(pieces) == "".join(documents)  # nothing dropped or repeated under the sample size
+    assert all(len(p) <= ROUND_TRIP_PIECE_CHARS for p in pieces) and all(p.endswith(" ") for p in pieces[:-2])
+    assert round_trip_loss(tiny_tokenizer, documents) == 0.0  # byte-level BPE gives every byte back

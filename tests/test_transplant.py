@@ -128,7 +128,7 @@ def test_bad_input(tiny_model_dir, new_tokenizer_dir, tmp_path):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="scaled", options={"nosuch": 3}))
     with pytest.raises(ValueError, match="'scale' must be a number"):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="scaled", options={"scale": "abc"}))
-    with pytest.raises(ValueError, match="must be at least 1"):
+    with pytest.raises(ValueError, match=r"must be from 1 \(no padding\) to 65,536, got 0"):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(pad_to_multiple_of=0))
     with pytest.raises(ValueError, match="does not use a donor"):
         transplant(str(tiny_model_dir), str(new_tokenizer_dir), config=TransplantConfig(method="mean", donor=str(tiny_model_dir)))

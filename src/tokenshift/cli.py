@@ -62,10 +62,15 @@ def cmd_assets(args: argparse.Namespace) -> int:
         if name not in ASSETS:
             raise unknown_asset_error(name)
     if args.list:
+        from .storage import rescued_results
+
         rows = [{"name": n, "kind": a.kind, "prepared": asset_info(n) is not None, "folder": str(asset_folder(n)),
                  "description": a.description} for n, a in ASSETS.items()]
+        rescued = [{"name": path.name, "kind": "rescued", "prepared": True, "folder": str(path), "bytes": size,
+                    "description": f"a finished result kept when its place could not take it; remove with: rm -r {path}"}
+                   for path, size in rescued_results()]
         if args.json:
-            _print_json(rows)
+            _print_json(rows + rescued)
         else:
             from rich.table import Table
 
@@ -75,6 +80,11 @@ def cmd_assets(args: argparse.Namespace) -> int:
             for row in rows:
                 table.add_row(row["name"], row["kind"], "yes" if row["prepared"] else "no", row["description"])
             _console().print(table)
+            if rescued:
+                total = sum(row["bytes"] for row in rescued)
+                print(f"\nrescued results: {len(rescued)}, {total / 1e6:,.1f} MB (move what you want to keep; remove the rest with rm -r)")
+                for row in rescued:
+                    print(f"  {row['bytes'] / 1e6:10,.1f} MB  {row['folder']}")
         return 0
     names = args.names or list(ASSETS)
     prepared = {}
@@ -260,7 +270,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import OneLineParser, at_least_two, output_path, positive_float, positive_int, report_path
+    from .options import (OneLineParser, at_least_two, batch_tokens, output_path, pad_multiple, positive_float, positive_int, report_path,
+                          sequence_length)
     from .tokenizer.encoders import ENCODER_HELP, encoder_option
 
     parser = OneLineParser(prog="tokenshift", description="Train, measure, transplant and evaluate tokenizers of pretrained LMs.")
@@ -280,9 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="tokenizer to use instead of the model's own")
     p.add_argument("--text", nargs="+", required=True, help="text specs: ASSET:SPLIT (wiki-fr:test), file, folder or glob")
     p.add_argument("--max-bytes", type=positive_int, help="keep the leading whole documents up to this many bytes per text")
-    p.add_argument("--context", type=at_least_two, help="window length in tokens (default: the model's, at most 2048)")
+    p.add_argument("--context", type=sequence_length, help="window length in tokens (default: the model's, at most 2048)")
     p.add_argument("--stride", type=positive_int, help="tokens scored per window (default: the context; smaller = overlapping)")
-    p.add_argument("--batch-tokens", type=positive_int, help="padded tokens per forward pass")
+    p.add_argument("--batch-tokens", type=batch_tokens, help="padded tokens per forward pass")
     p.add_argument("--bos-token", help="token each document is conditioned on (default: BOS or document separator)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -348,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how new rows are initialised (auto: blend with a donor, else scaled; the lowest bits per byte measured)")
     p.add_argument("--donor", help="omp, blend: a model trained with the new tokenizer")
     p.add_argument("--option", action="append", metavar="NAME=VALUE", help="method option, e.g. k=8 (repeatable)")
-    p.add_argument("--pad-to-multiple-of", type=positive_int, default=64,
+    p.add_argument("--pad-to-multiple-of", type=pad_multiple, default=64,
                    help="round the embedding rows up to a multiple of this (default 64; 1: no padding)")
     p.add_argument("--device", default="auto", help="where the methods compute: auto (a GPU when present), cpu, cuda, ...")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -401,6 +412,7 @@ def is_main_process() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("RUST_BACKTRACE", "0")  # a Rust panic (answered below in one line) without its stack
     try:
         args = build_parser().parse_args(argv)  # imports torch for some choices: a second or so
     except KeyboardInterrupt:
@@ -414,11 +426,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
     if not args.verbose:
         _quiet_transformers()
+    from .signals import Terminated, handle_sigterm
+
+    handle_sigterm()
     try:
         return int(args.func(args))
     except KeyboardInterrupt as exc:
         # Temporaries are gone by now (every writer removes its own on the way out).
         detail = " ".join(str(exc).split())
+        if isinstance(exc, Terminated) or isinstance(exc.__context__, Terminated):
+            detail = "" if detail == "terminated (SIGTERM)" else detail
+            print(f"tokenshift: terminated (SIGTERM){'; ' + detail if detail else '; nothing was written'}", file=sys.stderr)
+            return 143
         print(f"tokenshift: interrupted{'; ' + detail if detail else '; nothing was written'}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError) as exc:
@@ -432,6 +451,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tokenshift: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with -v for the traceback, "
               "and please report it)", file=sys.stderr)
         return 1
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":  # pyo3's: a Rust panic (a tokenizer's regex that backtracks without end)
+            raise
+        if args.verbose:
+            raise
+        print(f"tokenshift: error: the tokenizer's Rust code stopped on this input ({_one_line(exc)[:200]}); its pre-tokenizer "
+              "regex or normalizer cannot handle the text: check the tokenizer.json", file=sys.stderr)
+        return 2
 
 
 def _one_line(exc: BaseException) -> str:

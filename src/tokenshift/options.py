@@ -47,6 +47,23 @@ non_negative_float = _bounded(float, lambda n: n >= 0, "a number >= 0", "non_neg
 probability = _bounded(float, lambda n: 0 <= n < 1, "in [0, 1)", "probability")
 
 
+def int_between(low: int, high: int, name: str) -> Callable[[str], Any]:
+    """An integer type from ``low`` to ``high``: an option that sizes an allocation (a batch, padding,
+    a context) is refused above what any machine holds, before anything is allocated."""
+    return _bounded(int, lambda n: low <= n <= high, f"an integer from {low:,} to {high:,}", name)
+
+
+# Upper limits far above any real use, far below what would exhaust a machine on the first allocation.
+batch_size = int_between(1, 65_536, "batch_size")
+sequence_length = int_between(2, 1_048_576, "sequence_length")
+pad_multiple = int_between(1, 65_536, "pad_multiple")
+token_budget = int_between(1, 10**13, "token_budget")
+step_budget = int_between(1, 10**9, "step_budget")
+rank = int_between(1, 4_096, "rank")
+batch_tokens = int_between(1, 2**24, "batch_tokens")
+minutes_budget = _bounded(float, lambda n: 0 < n <= 7 * 24 * 60, "a number of minutes above 0 and at most 10,080 (a week)", "minutes_budget")
+
+
 def output_path(value: str) -> str:
     """A path to write to: not empty, ``~`` expanded here (a shell leaves ``--out=~/x`` as it is)."""
     if not value.strip():

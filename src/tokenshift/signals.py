@@ -7,8 +7,9 @@ and the abandoned thread ends with the process.
 
 :func:`kill_point` marks a moment in a run by name (``transplant:written``: the weights are in the
 temporary folder, not yet renamed). When ``TOKENSHIFT_SIGNAL_AT`` names that point, the process sends
-itself ``TOKENSHIFT_SIGNAL`` (``KILL``, the default, or ``INT``, as Ctrl-C would): kill tests stop a run
-at a known place instead of after a guessed delay.
+itself ``TOKENSHIFT_SIGNAL`` (``KILL``, the default, ``INT``, as Ctrl-C would, ``TERM``, or ``STOP``, which
+pauses it until a ``SIGCONT``: race tests change the file system under a paused run): kill tests stop a
+run at a known place instead of after a guessed delay.
 """
 
 from __future__ import annotations
@@ -34,7 +35,22 @@ def kill_point(name: str) -> None:
         return
     which = os.environ.get("TOKENSHIFT_SIGNAL", "KILL").upper()
     del os.environ["TOKENSHIFT_SIGNAL_AT"]  # once: what the run does about the signal may pass the same point again
-    os.kill(os.getpid(), signal.SIGINT if which == "INT" else signal.SIGKILL)
+    os.kill(os.getpid(), {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP}.get(which, signal.SIGKILL))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers, Docker and systemd send), handled as Ctrl-C is: the same clean-up
+    (temporaries removed, heal's checkpoint written), then exit 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated("terminated (SIGTERM)")
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (from the command-line entry point)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def interruptible(call: Callable[[], T]) -> T:

@@ -26,7 +26,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # .tokenshift-tmp-<name>-<host>-<pid>-<random> (and -old-): <random> is tempfile's 8 characters.
-_TEMPORARY = re.compile(r"^\.tokenshift-(?:tmp|old)-.+-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d{1,9})-[a-z0-9_]{8}$")
+_TEMPORARY = re.compile(r"^\.tokenshift-(?:tmp|old|lock)-.+-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d{1,9})-[a-z0-9_]{8}$")
 # Leave this much room beyond the estimate: metadata, a tokenizer, the file system's own blocks.
 SPACE_MARGIN = 1.05
 
@@ -35,7 +35,12 @@ def tokenshift_home() -> Path:
     """The cache folder: ``$TOKENSHIFT_HOME``, else ``$XDG_CACHE_HOME/tokenshift``, else ``~/.cache/tokenshift``."""
     explicit = os.environ.get("TOKENSHIFT_HOME")
     if explicit:
-        return Path(explicit).expanduser()
+        home = Path(explicit).expanduser()
+        if not home.is_absolute():  # relative: every folder a command runs in would grow its own cache
+            raise ValueError(f"TOKENSHIFT_HOME={explicit} is a relative path; set it to an absolute one (e.g. {Path.home() / '.cache/tokenshift'})")
+        if home.exists() and not home.is_dir():
+            raise ValueError(f"TOKENSHIFT_HOME={explicit} is a file, not a folder; point it at a folder (it is created if missing)")
+        return home
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "tokenshift"
 
@@ -85,6 +90,30 @@ def clean_stale_temporaries(folder: Path) -> int:
     return removed
 
 
+class OutputAppeared(RuntimeError):
+    """The output folder was created by someone else during the run; the result was kept beside it."""
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``... whichever does not exist."""
+    candidate, n = path, 1
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def rescued_results() -> list[tuple[Path, int]]:
+    """Finished results kept in the rescue folders (:func:`rescue_folders`), with their sizes in bytes."""
+    found = []
+    for root in _rescue_roots():
+        if root.is_dir():
+            for folder in sorted(root.iterdir()):
+                size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else folder.stat().st_size
+                found.append((folder, size))
+    return found
+
+
 def _temporary_folder(final: Path, kind: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=temporary_prefix(final.name, kind), dir=final.parent))
 
@@ -109,6 +138,13 @@ def atomic_folder(final: Path, *, overwrite: bool = False, point: str | None = N
             from .signals import kill_point
 
             kill_point(point)
+        if (final.exists() or final.is_symlink()) and not overwrite:
+            # It appeared while this ran (another process, a user's mkdir): never touch what this run
+            # did not make. The result goes beside it, under a name that says when.
+            kept = _unused(final.with_name(f"{final.name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+            tmp.rename(kept)
+            raise OutputAppeared(f"{final} appeared while this ran (another process or a mkdir?) and was left as it is; "
+                                 f"the result is in {kept}: move it where you want it")
         if final.exists():
             # Rename the old folder aside first so that the swap is two renames, never a partial copy.
             old = _temporary_folder(final, "old")
@@ -118,6 +154,8 @@ def atomic_folder(final: Path, *, overwrite: bool = False, point: str | None = N
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(final)
+    except OutputAppeared:
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -130,6 +168,64 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
+def _live_writer(out: Path) -> int | None:
+    """The pid of another live process of this host writing ``out`` (its lock or temporary beside it), or None.
+    The second and later processes of a distributed launch (torchrun's ``RANK``) never write: not asked."""
+    if not out.parent.is_dir() or os.environ.get("RANK", "0") not in ("", "0"):
+        return None
+    host = _host()
+    for child in out.parent.iterdir():
+        match = _TEMPORARY.match(child.name)
+        if (match and child.name.startswith((f".tokenshift-tmp-{out.name}-{host}-", f".tokenshift-lock-{out.name}-{host}-"))
+                and int(match.group("pid")) != os.getpid() and _owner_alive(int(match.group("pid")))):
+            return int(match.group("pid"))
+    return None
+
+
+@contextmanager
+def claim_output(out: Path) -> Iterator[None]:
+    """Mark ``out`` as being written by this process for the length of the block (a lock file named
+    like the temporaries beside it, removed at the end, and by the next run if this one is killed):
+    a second run writing the same ``out`` meanwhile is refused by :func:`check_output_folder`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=temporary_prefix(out.name, "lock"), dir=out.parent)
+    os.close(handle)
+    try:
+        other = _live_writer(out)
+        if other is not None:
+            raise FileExistsError(f"{out} is being written by another tokenshift process (pid {other}); wait for it or choose another folder")
+        yield
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+@contextmanager
+def claim_folder(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` (a checkpoint folder) for the length of the block: a lock file inside it, named
+    like the temporaries (so a killed run's is removed by the next); another live process holding it
+    is refused in one line."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(folder)
+    handle, name = tempfile.mkstemp(prefix=temporary_prefix("checkpoints", "lock"), dir=folder)
+    os.close(handle)
+    try:
+        host = _host()
+        for child in folder.iterdir():
+            match = _TEMPORARY.match(child.name)
+            if (match and child.name.startswith(f".tokenshift-lock-checkpoints-{host}-") and int(match.group("pid")) != os.getpid()
+                    and _owner_alive(int(match.group("pid")))):
+                raise FileExistsError(f"{folder} is in use by another heal (pid {match.group('pid')}), which writes its checkpoints "
+                                      "there; wait for it or choose another --checkpoint-dir")
+        yield
+    finally:
+        Path(name).unlink(missing_ok=True)
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # made for this run, which left nothing in it
+
+
 def check_output_folder(out: Path, *, inputs: Iterable[str | Path] = (), need_bytes: int = 0, option: str = "--out") -> None:
     """Before any work: ``out`` must not exist, must not lie inside one of the ``inputs``, and its
     nearest existing parent must be a writable folder with ``need_bytes`` free (an estimate; 0: unknown).
@@ -138,6 +234,9 @@ def check_output_folder(out: Path, *, inputs: Iterable[str | Path] = (), need_by
     out = Path(out).expanduser()
     if out.exists() or out.is_symlink():
         raise FileExistsError(f"{option} {out} already exists; choose a new folder or remove it")
+    other = _live_writer(out)
+    if other is not None:
+        raise FileExistsError(f"{option} {out} is being written by another tokenshift process (pid {other}); wait for it or choose another folder")
     resolved = Path(os.path.realpath(out))
     for source in inputs:
         source_path = Path(source).expanduser()
@@ -165,7 +264,11 @@ def rescue_folders(final: Path) -> list[Path]:
     """Where a finished result goes when ``final`` cannot be written, in order of preference:
     ``$TOKENSHIFT_HOME/rescued/NAME-TIME``, else the system's temporary folder (often another disk)."""
     name = f"{Path(final).name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    return [tokenshift_home() / "rescued" / name, Path(tempfile.gettempdir()) / "tokenshift-rescued" / name]
+    return [root / name for root in _rescue_roots()]
+
+
+def _rescue_roots() -> list[Path]:
+    return [tokenshift_home() / "rescued", Path(tempfile.gettempdir()) / "tokenshift-rescued"]
 
 
 def write_folder(final: Path, write: Callable[[Path], None], *, rescue: bool = True, point: str | None = None) -> Path:
@@ -191,7 +294,7 @@ def write_folder(final: Path, write: Callable[[Path], None], *, rescue: bool = T
                 failures.append(f"{kept.parent}: {again.strerror or again}")
                 continue
             raise RuntimeError(f"could not write {final} ({exc.strerror or exc}); the finished result is kept in {kept}: "
-                               f"move it where you want it") from exc
+                               f"move it where you want it (`tokenshift assets --list` lists what is kept there)") from exc
         raise RuntimeError(f"could not write {final} ({exc.strerror or exc}), nor keep the finished result elsewhere "
                            f"({'; '.join(failures)}): it is lost; free some space and run again") from exc
 

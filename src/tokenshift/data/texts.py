@@ -39,32 +39,61 @@ class TextSet:
         return TextSet(self.name, kept)
 
 
-def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
+def _decoded(data: bytes, path: Path, where: str = "") -> str:
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); convert it first, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
+        raise ValueError(f"{path}{where} is not UTF-8 text (invalid byte at offset {exc.start}); convert it first, "
+                         "e.g. `iconv -f latin1 -t utf-8`") from None
+    return text
 
 
-def read_documents(path: Path) -> list[str]:
-    """``.jsonl``: one document per line, from its ``"text"`` field; any other file: one document."""
-    text = _read_utf8(path)
+def _checked_text(text: str, path: Path, where: str) -> str:
+    """``text`` unless it holds a lone surrogate (JSON's ``\\ud800`` escapes decode to one), which no
+    tokenizer can encode as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{path}{where}: the text holds a lone surrogate (U+{ord(text[exc.start]):04X} at character "
+                         f"{exc.start}), which is not a character; fix the escape in the file") from None
+    return text
+
+
+def read_documents(path: Path, *, max_bytes: int | None = None) -> list[str]:
+    """``.jsonl``: one document per line, from its ``"text"`` field; any other file: one document.
+
+    With ``max_bytes``, reading stops once the documents read hold that many bytes: a file is never
+    read further than the caller keeps (a plain file is read to ``max_bytes``, cut at a character)."""
+    path = Path(path)
     if path.suffix != ".jsonl":
-        return [text]
+        if max_bytes is None:
+            return [_decoded(path.read_bytes(), path)]
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 4)
+        if len(data) > max_bytes:  # cut at the last whole character within max_bytes
+            data = data[:max_bytes]
+            while data and (data[-1] & 0xC0) == 0x80:
+                data = data[:-1]
+            if data and data[-1] >= 0xC0:
+                data = data[:-1]
+        return [_decoded(data, path)]
     documents = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number} is not valid JSON ({exc.msg}); each .jsonl line must be an object with a \"text\" field") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}:{number} has no string \"text\" field; each .jsonl line must be an object with one")
-        documents.append(row["text"])
+    total = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = _decoded(raw, path, f":{number}")
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number} is not valid JSON ({exc.msg}); each .jsonl line must be an object with a \"text\" field") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}:{number} has no string \"text\" field; each .jsonl line must be an object with one")
+            documents.append(_checked_text(row["text"], path, f":{number}"))
+            total += len(row["text"].encode("utf-8"))
+            if max_bytes is not None and total >= max_bytes:
+                break
     return documents
 
 
@@ -79,16 +108,30 @@ def _asset_texts_check(name: str, split: str | None) -> None:
         raise ValueError(f"unknown split {split!r} in '{name}:{split}'; choose one of {', '.join(SPLITS)}")
 
 
-def _asset_texts(name: str, split: str | None) -> TextSet:
+def _asset_texts(name: str, split: str | None, max_bytes: int | None = None) -> TextSet:
     from ..assets.registry import prepare_asset
     from .wiki import SPLITS
 
     _asset_texts_check(name, split)
     folder = prepare_asset(name)
+    return TextSet(f"{name}:{split}" if split else name,
+                   _read_until([folder / f"{part}.jsonl" for part in ([split] if split else list(SPLITS))], max_bytes))
+
+
+def _read_until(files: list[Path], max_bytes: int | None) -> list[str]:
+    """The documents of ``files`` in order, reading no further than ``max_bytes`` of them need."""
     documents: list[str] = []
-    for part in [split] if split else list(SPLITS):
-        documents.extend(read_documents(folder / f"{part}.jsonl"))
-    return TextSet(f"{name}:{split}" if split else name, documents)
+    left = max_bytes
+    for file in files:
+        if left is not None and any(documents) and file.suffix != ".jsonl" and file.stat().st_size > left:
+            break  # a later whole-file document that passes the limit is dropped, as limit_bytes would
+        found = read_documents(file, max_bytes=left)
+        documents.extend(found)
+        if left is not None:
+            left -= sum(len(doc.encode("utf-8")) for doc in found)
+            if left <= 0:
+                break
+    return documents
 
 
 def _spec_files(spec: str) -> list[Path]:
@@ -154,19 +197,41 @@ def iter_documents(specs: list[str], *, on_spec: Callable[[int], None] | None = 
                 yield doc
 
 
+# Bytes of memory per byte of text read whole: the file's bytes, the decoded str (up to 4 bytes a
+# character), and the copies the tokenizers' encoders and trainers make.
+TEXT_MEMORY_FACTOR = 4
+
+
+def _check_text_memory(spec: str, files: list[Path]) -> None:
+    """Refuse, before reading, text files that cannot be read whole into the memory available."""
+    from ..weights.memory import MemoryEstimate, check_memory
+
+    size = sum(file.stat().st_size for file in files)
+    if size < 1 << 30:  # under 1 GB: always read
+        return
+    from ..weights.memory import available_bytes
+
+    estimate = MemoryEstimate(f"reading {spec} ({size / 1e9:.1f} GB) whole", {"the text decoded and encoded": TEXT_MEMORY_FACTOR * size},
+                              available_bytes())
+    check_memory(estimate, fix="pass --max-bytes N to read only the first N bytes")
+
+
 def load_texts(spec: str, *, max_bytes: int | None = None) -> TextSet:
     """Resolve ``spec``: ``ASSET[:SPLIT]`` (``wiki-fr:test``), a file, a folder (its files, sorted) or a glob.
 
-    Empty documents are dropped. ``max_bytes`` keeps the leading documents up to that many bytes.
+    Empty documents are dropped. ``max_bytes`` keeps the leading documents up to that many bytes (a
+    first document longer than that is cut at a character), and nothing past them is read.
     """
     from ..assets.registry import ASSETS
 
     name, _, split = spec.partition(":")
     if name in ASSETS:
-        texts = _asset_texts(name, split or None)
+        texts = _asset_texts(name, split or None, max_bytes)
     else:
-        documents = [doc for file in _spec_files(spec) for doc in read_documents(file)]
-        texts = TextSet(spec, documents)
+        files = _spec_files(spec)
+        if max_bytes is None:
+            _check_text_memory(spec, files)
+        texts = TextSet(spec, _read_until(files, max_bytes))
     kept = [doc for doc in texts.documents if doc]
     if len(kept) < len(texts.documents):
         logger.info("dropped %d empty documents from %s", len(texts.documents) - len(kept), spec)

@@ -157,7 +157,9 @@ def continuation_nats(
             torch.cuda.synchronize()
         seconds += time.perf_counter() - began
     if not math.isfinite(total):
-        raise NonFiniteLikelihood("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
+        from ..evaluate.scoring import non_finite_reason
+
+        raise NonFiniteLikelihood(non_finite_reason(loaded.model))
     return total, seconds
 
 

@@ -61,6 +61,76 @@ class BpbResult(BitsPerByte):
     device: str
     dtype: str
     encoder: str = "canonical"
+    round_trip_loss: float = 0.0  # share of the text's bytes the tokenizer does not give back (its first MB)
+
+
+# Bits per byte counts every byte of the text; a tokenizer that drops or replaces bytes ([UNK], a
+# normalizer) is scored on less than it claims. Past this share the number is refused; below it, said.
+LOSSY_LIMIT = 0.01
+
+
+# The round trip is checked on pieces of the text's first megabyte: enough to measure a share to a
+# tenth of a percent, and each piece short enough that aligning a changed one costs little.
+ROUND_TRIP_SAMPLE_BYTES = 1_000_000
+ROUND_TRIP_PIECE_CHARS = 2_000
+
+
+def _pieces(documents: list[str]) -> list[str]:
+    """The leading :data:`ROUND_TRIP_SAMPLE_BYTES` of ``documents``, cut after a space near every
+    :data:`ROUND_TRIP_PIECE_CHARS` characters (a piece then starts as a document does)."""
+    pieces: list[str] = []
+    left = ROUND_TRIP_SAMPLE_BYTES
+    for document in documents:
+        start = 0
+        while start < len(document) and left > 0:
+            end = min(len(document), start + ROUND_TRIP_PIECE_CHARS)
+            if end < len(document):
+                space = document.rfind(" ", start + ROUND_TRIP_PIECE_CHARS // 2, end)
+                end = space + 1 if space >= 0 else end
+            pieces.append(document[start:end])
+            left -= len(pieces[-1].encode("utf-8"))
+            start = end
+        if left <= 0:
+            break
+    return pieces
+
+
+def round_trip_loss(tokenizer: Tokenizer, documents: list[str]) -> float:
+    """The share of the text's bytes the tokenizer does not give back (decode of encode, on the
+    pieces :func:`_pieces` takes), 0.0 for a tokenizer that is lossless on this text."""
+    import difflib
+
+    lost = total = 0
+    pieces = _pieces(documents)
+    for piece, ids in zip(pieces, tokenizer.encode_batch(pieces)):
+        data = piece.encode("utf-8")
+        total += len(data)
+        decoded = tokenizer.decode(ids).encode("utf-8")
+        if decoded != data:
+            kept = sum(block.size for block in difflib.SequenceMatcher(None, data, decoded, autojunk=False).get_matching_blocks())
+            lost += len(data) - kept
+    return lost / total if total else 0.0
+
+
+def check_round_trip(tokenizer: Tokenizer, texts: TextSet) -> float:
+    """:func:`round_trip_loss`, refused above :data:`LOSSY_LIMIT` (one line with the share) and warned about above 0."""
+    loss = round_trip_loss(tokenizer, texts.documents)
+    if loss > LOSSY_LIMIT:
+        raise ValueError(f"tokenizer {tokenizer.name!r} does not give back {loss:.1%} of the bytes of {texts.name} (decode of encode: "
+                         "unknown tokens or normalization); bits per byte would count bytes the model never read: use a tokenizer "
+                         "that round-trips this text")
+    if loss:
+        logger.warning("tokenizer %r does not give back %.3f%% of the bytes of %s; bits per byte counts them anyway",
+                       tokenizer.name, 100 * loss, texts.name)
+    return loss
+
+
+def check_context(model: Any, context: int) -> None:
+    """Refuse a window longer than the model's positions (it would score past what it was trained on)."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions and context > positions:
+        raise ValueError(f"--context {context:,} is beyond the {positions:,} positions of this model; "
+                         f"pass --context {positions} or less (default: min(positions, 2048))")
 
 
 def default_context(model: Any, cap: int = 2048) -> int:
@@ -107,7 +177,10 @@ def evaluate_loaded(
         raise ValueError(f"context must be at least 2 tokens, got {context}")
     if batch_tokens is not None and batch_tokens < 1:
         raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
+    if context is not None:
+        check_context(loaded.model, context)
     context = default_context(loaded.model) if context is None else context
+    lossy = check_round_trip(tokenizer, texts)
     conditioning = tokenizer.token_id(conditioning_token) if conditioning_token else tokenizer.conditioning_token()
     batch_tokens = batch_tokens if batch_tokens is not None else (16384 if loaded.device.startswith("cuda") else 512)
     started = time.perf_counter()
@@ -132,7 +205,7 @@ def evaluate_loaded(
         tokens=tokens, bits=bits, bits_per_byte=bits / n_bytes, tokens_per_byte=tokens / n_bytes,
         bits_per_token=bits / tokens if tokens else float("nan"), seconds=seconds, bytes_per_second=n_bytes / seconds,
         context=context, stride=stride or context, conditioning_token=tokenizer.id_to_token(conditioning) or str(conditioning),
-        device=loaded.device, dtype=loaded.dtype, encoder=chosen.name,
+        device=loaded.device, dtype=loaded.dtype, encoder=chosen.name, round_trip_loss=round(lossy, 6),
     )
 
 

@@ -102,6 +102,21 @@ def make_batches(windows: list[Window], *, batch_tokens: int, max_batch: int = 2
     return [[windows[i] for i in batch] for batch in batches]
 
 
+def non_finite_reason(model: Any) -> str:
+    """Why a model's log-likelihood is not finite, and the fix: weights that hold NaN or inf (a damaged
+    checkpoint, a diverged run), else half precision overflowing."""
+    import torch
+
+    bad = sum(int((~torch.isfinite(p)).sum()) for p in model.parameters() if p.is_floating_point())
+    if bad:
+        return (f"the model gave a non-finite log-likelihood: {bad:,} of its weights are NaN or inf (a damaged checkpoint or a "
+                "training run that diverged); use the weights from before that")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if dtype in (torch.float16, torch.bfloat16):
+        return f"the model gave a non-finite log-likelihood (NaN or inf) in {str(dtype).removeprefix('torch.')}; try --dtype float32"
+    return "the model gave a non-finite log-likelihood (NaN or inf) with finite float32 weights; the text may hold inputs it cannot read"
+
+
 class NonFiniteLikelihood(ValueError):
     """The model's log-likelihood of the text is NaN or infinite (half precision overflow, or weights
     that diverged in training)."""
@@ -124,5 +139,5 @@ def score_windows(
         if on_batch is not None:
             on_batch(sum(w.scored for w in batch))
     if not math.isfinite(total):
-        raise NonFiniteLikelihood("the model gave a non-finite log-likelihood (NaN or inf); try --dtype float32")
+        raise NonFiniteLikelihood(non_finite_reason(model))
     return total

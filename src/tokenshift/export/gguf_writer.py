@@ -93,8 +93,12 @@ def atomic_file(final: Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        if final.exists():  # appeared while we wrote: never overwrite what someone else made
-            raise FileExistsError(f"--gguf {final} appeared while the export ran; nothing was overwritten")
+        if final.exists() or final.is_symlink():  # appeared while we wrote: never overwrite what someone else made
+            from ..storage import OutputAppeared, _unused
+
+            kept = _unused(final.with_name(f"{final.stem}-{time.strftime('%Y%m%d-%H%M%S')}{final.suffix}"))
+            os.replace(tmp, kept)
+            raise OutputAppeared(f"--gguf {final} appeared while the export ran and was left as it is; the export is in {kept}")
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -202,6 +206,10 @@ def export_gguf(
         check_pre_name(pre)  # an unknown or unfit name fails before anything loads
     out = check_output_file(out)
     source = _from_loaded(model) if isinstance(model, LoadedModel) else _from_folder(model, trust_remote_code)
+    if source.tokenizer.chat_template:  # llama.cpp renders it at the first chat: a broken one fails here instead
+        from ..tokenizer.load import check_chat_template
+
+        check_chat_template(source.tokenizer.chat_template, f"tokenizer of {source.name}")
     choice = check_exportable(source.tokenizer).pre(source.tokenizer, source.declared_pre, pre)
     extra = _tokenizer_warnings(source.tokenizer, choice.name)
     for warning in extra:

@@ -121,7 +121,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=list(CONFIGS), help="ddp, fsdp2 (GPUs); ddp-cpu (CPU processes, gloo)")
     p.set_defaults(func=cmd_launch_config)
 
-    from ..options import at_least_two, non_negative_float, non_negative_int, output_path, positive_float, positive_int, probability, report_path
+    from ..options import (at_least_two, batch_size, minutes_budget, non_negative_float, non_negative_int, output_path, positive_float,
+                           positive_int, probability, rank, report_path, sequence_length, step_budget, token_budget)
     from .losses import DISTANCES
     from .recipes import RECIPES
     from .stages import STAGE_KINDS
@@ -133,7 +134,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="auto (default), for a transplant folder on a --minutes/--tokens budget: rows for an extension, rows-lora "
                         "for a replacement tokenizer; else stages; "
                         + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
-    p.add_argument("--minutes", type=positive_float, help="wall-clock budget: the run stops at it and writes the best state it found")
+    p.add_argument("--minutes", type=minutes_budget, help="wall-clock budget: the run stops at it and writes the best state it found")
     p.add_argument("--worse-tolerance", type=non_negative_float, default=0.001,
                    help="never worse: a state counts as worse than the start when it is this much higher (relative) on a text")
     p.add_argument("--keep-last", action="store_true", help="write the final state even where it is worse than the start on an evaluated text")
@@ -151,12 +152,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    f"comma-separated KIND[:share=F][:lr=F][:warmup=F][:schedule=cosine|linear|constant][:min_lr_ratio=F]; "
                         f"kinds: {', '.join(STAGE_KINDS)}")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of the whole body (stage 'all' becomes 'lora'); merged at the end")
-    p.add_argument("--lora-rank", type=positive_int, default=16)
+    p.add_argument("--lora-rank", type=rank, default=16)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--tokens", type=positive_int, help="training budget in (student) tokens, e.g. 5e7")
-    budget.add_argument("--steps", type=positive_int, help="training budget in optimizer steps")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="sequences per step per process")
-    p.add_argument("--seq-len", type=at_least_two, default=512, help="tokens per sequence")
+    budget.add_argument("--tokens", type=token_budget, help="training budget in (student) tokens, e.g. 5e7")
+    budget.add_argument("--steps", type=step_budget, help="training budget in optimizer steps")
+    p.add_argument("--batch-size", type=batch_size, default=8, help="sequences per step per process")
+    p.add_argument("--seq-len", type=sequence_length, default=512, help="tokens per sequence")
     p.add_argument("--max-bytes", type=positive_int, help="use only the leading documents of each text, up to this many bytes")
     p.add_argument("--eval-text", nargs="*", help="held-out text specs for the bits-per-byte curve (default: hold out the end of --text)")
     p.add_argument("--eval-bytes", type=non_negative_int, default=32_000, help="bytes held out for evaluation over all texts (0: no evaluation)")

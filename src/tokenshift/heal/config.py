@@ -190,8 +190,14 @@ class HealConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name} must be at least 1, got {value}")
-        if self.minutes is not None and not self.minutes > 0:
-            problems.append(f"minutes must be positive, got {self.minutes}")
+        if self.minutes is not None and not 0 < self.minutes <= 7 * 24 * 60:
+            problems.append(f"minutes must be above 0 and at most 10,080 (a week), got {self.minutes}")
+        # sizes that allocate: refused above what any machine holds (the CLI's types say the same)
+        for name, high in (("batch_size", 65_536), ("seq_len", 1_048_576), ("distill_batch", 65_536), ("lora_rank", 4_096),
+                           ("tokens", 10**13), ("steps", 10**9)):
+            value = getattr(self, name)
+            if value is not None and value > high:
+                problems.append(f"{name} must be at most {high:,}, got {value:,}")
         if not self.distill_layer > 0:
             problems.append(f"distill_layer must be a fraction in (0, 1) or a layer count, got {self.distill_layer}")
         for name in ("row_lr", "head_lr", "lora_lr"):

@@ -91,6 +91,7 @@ class Session:
     loss_impl: str
     name: str
     deadline: Deadline = field(default_factory=lambda: Deadline(None))
+    identity: dict[str, Any] = field(default_factory=dict)  # what the checkpoints belong to (content hashes)
 
     @property
     def steps_per_stage(self) -> list[int]:
@@ -156,7 +157,8 @@ def _checkpoint(session: Session, state: HealState, wrapper: Any, optimizer: Any
     model_state = {k.removeprefix("model."): v for k, v in model_state.items()}
     if acc.is_main_process:
         save_checkpoint(session.checkpoint_dir, state.step, model_state=model_state, optimizer_state_dict=optimizer.state_dict(),
-                        state={"heal": state.to_json(), "config": session.config.to_json()}, rng=rng or _rng_state(),
+                        state={"heal": state.to_json(), "config": session.config.to_json(), "identity": session.identity},
+                        rng=rng or _rng_state(),
                         keep=session.config.keep_checkpoints)
     acc.wait_for_everyone()
     return str(path)

@@ -3,6 +3,7 @@ from the original model across tokenizers. The output is a normal Hugging Face f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import TextSet, load_texts
-from ..storage import check_output_folder, write_folder, write_json
+from ..storage import check_output_folder, claim_folder, claim_output, write_folder, write_json
 from ..tokenizer import Tokenizer
 from .config import HealConfig, stage_steps
 from .data import training_pieces
@@ -217,9 +218,11 @@ def heal(
         check_output_folder(out, inputs=[location], need_bytes=_weights_bytes(Path(location)))
     if config.checkpoint_dir is not None:
         _check_checkpoint_dir(Path(config.checkpoint_dir), location)
-    if recipe == "stages":
-        return _heal_stages(model, config, out=out, progress=progress, clock=clock, reason=reason)
-    return _heal_phases(model, config, recipe, out=out, progress=progress, clock=clock, reason=reason)
+    main = os.environ.get("RANK", "0") in ("", "0")  # under accelerate launch, the first process writes
+    with claim_output(out) if out is not None and main else contextlib.nullcontext():
+        if recipe == "stages":
+            return _heal_stages(model, config, out=out, progress=progress, clock=clock, reason=reason)
+        return _heal_phases(model, config, recipe, out=out, progress=progress, clock=clock, reason=reason)
 
 
 def _check_checkpoint_dir(folder: Path, model_location: str) -> None:
@@ -482,12 +485,61 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
         logger.warning("--resume: no checkpoint in %s; starting from the beginning", checkpoint_dir)
     if resume_from is None and checkpoint_dir is not None and any(checkpoint_dir.glob("step-*")):
         raise FileExistsError(f"{checkpoint_dir} holds checkpoints of an earlier run; pass --resume to continue it, or remove the folder")
-    if resume_from is not None:
-        _check_resume(json.loads((resume_from / "state.json").read_text(encoding="utf-8"))["config"], config, resume_from)
-
     original = original_model(model, config.teacher)
     if config.distill_weight and original is None:
         raise ValueError(f"distillation needs a teacher: pass --teacher ORIGINAL (no transplant.json in {model} names one)")
+    identity = run_identity(model, original if config.distill_weight else None, trust_remote_code=config.trust_remote_code)
+    if resume_from is not None:
+        saved = json.loads((resume_from / "state.json").read_text(encoding="utf-8"))
+        _check_resume(saved["config"], config, resume_from)
+        _check_identity(saved.get("identity"), identity, resume_from)
+    main = os.environ.get("RANK", "0") in ("", "0")
+    with claim_folder(checkpoint_dir) if checkpoint_dir is not None and main and (config.checkpoint_every or config.resume) \
+            else contextlib.nullcontext():
+        return _run_stages(model, config, out=out, progress=progress, clock=clock, reason=reason, checkpoint_dir=checkpoint_dir,
+                           resume_from=resume_from, original=original, identity=identity)
+
+
+def run_identity(model: str, teacher: str | None, *, trust_remote_code: bool = False) -> dict[str, str | None]:
+    """What a heal's checkpoints belong to, by content: the student's weights and tokenizer, the
+    teacher's weights (:meth:`tokenshift.weights.Checkpoint.fingerprint`)."""
+    import hashlib
+
+    from ..modeling.load import model_location
+    from ..tokenizer import load_tokenizer
+    from ..weights import Checkpoint
+
+    def weights(spec: str | None) -> str | None:
+        if spec is None:
+            return None
+        location = Path(model_location(spec))
+        return Checkpoint.open(location).fingerprint() if location.is_dir() else spec
+
+    tokenizer = load_tokenizer(model_location(model), trust_remote_code=trust_remote_code)
+    return {"student": weights(model), "tokenizer": hashlib.sha256(tokenizer.backend.to_str().encode()).hexdigest()[:32],
+            "teacher": weights(teacher)}
+
+
+def _check_identity(saved: dict[str, Any] | None, current: dict[str, Any], folder: Path) -> None:
+    """Refuse to resume from checkpoints written by a heal of another model, tokenizer or teacher."""
+    if saved is None:
+        raise ValueError(f"cannot resume from {folder}: its checkpoint does not say which model it belongs to (written by an older "
+                         "tokenshift); start over with a new --checkpoint-dir")
+    differ = [what for what in ("student", "tokenizer", "teacher") if saved.get(what) != current.get(what)]
+    if differ:
+        raise ValueError(f"cannot resume from {folder}: its checkpoints belong to a heal of another {' and '.join(differ)} "
+                         "(content hashes differ); resume with the run that wrote them, or start over with a new --checkpoint-dir")
+
+
+def _run_stages(model: str, config: HealConfig, *, out: Path | None, progress: Progress | None, clock: Clock, reason: str,
+                checkpoint_dir: Path | None, resume_from: Path | None, original: str | None,
+                identity: dict[str, Any]) -> tuple[Any, Tokenizer, HealReport]:
+    from ..modeling import load_model
+    from ..modeling.load import resolve_device
+    from .budget import Deadline
+    from .forward import TokenLogprobs, check_head
+    from .losses import resolve_loss_impl
+
     needs_rows = any(stage.train == "new-rows" for stage in config.stages)
     wants_rows = needs_rows or any(stage.train == "lora" for stage in config.stages)  # lora trains the new rows where known
 
@@ -542,12 +594,15 @@ def _heal_stages(model: str, config: HealConfig, *, out: Path | None, progress: 
         config=config, accelerator=accelerator, model=student.model, tokenizer=student.tokenizer, teacher=teacher,
         teacher_tokenizer=teacher_tokenizer, teacher_len=teacher_len, pieces=pieces, eval_sets=eval_sets, total_steps=total_steps,
         context=StageContext(copied_rows=rows, lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, weight_decay=config.weight_decay),
-        checkpoint_dir=checkpoint_dir or Path("."), loss_impl=loss_impl, name=model, deadline=deadline,
+        checkpoint_dir=checkpoint_dir or Path("."), loss_impl=loss_impl, name=model, deadline=deadline, identity=identity,
     )
     logger.info("healing %s: %d pieces of <= %d bytes, %d steps of %d x %d sequences, objective %s", model, len(pieces),
                 max(len(p.encode("utf-8")) for p in pieces),
                 total_steps, config.batch_size, accelerator.num_processes, config.objective)
     state: HealState = train(session, resume_from=resume_from, progress=progress)
+    if state.tokens == 0:
+        raise ValueError(f"heal trained nothing{f' within --minutes {config.minutes:g}' if config.minutes else ''}: one step did not fit "
+                         "the budget after the first evaluation; ask for more minutes or steps; nothing was written")
 
     lm = student.model
     if config.gradient_checkpointing:

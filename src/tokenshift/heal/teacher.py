@@ -22,28 +22,11 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-SAMPLES = 16
-SAMPLE_BYTES = 4096
-WHOLE_BELOW = 64 * 1024
-
-
-def _sample(entry: Any) -> bytes:
-    """Bytes of ``entry``: whole when small, else SAMPLES slices spread over it."""
-    with open(entry.file, "rb") as handle:
-        if entry.nbytes <= WHOLE_BELOW:
-            handle.seek(entry.begin)
-            return handle.read(entry.nbytes)
-        parts = []
-        for i in range(SAMPLES):
-            handle.seek(entry.begin + (entry.nbytes - SAMPLE_BYTES) * i // (SAMPLES - 1))
-            parts.append(handle.read(SAMPLE_BYTES))
-        return b"".join(parts)
-
-
 def same_body(student_dir: str | Path, original_dir: str | Path, *, skip: set[str]) -> bool:
     """Whether two checkpoints hold the same tensors apart from ``skip`` (the embeddings and heads):
     names, dtypes, shapes, and sampled bytes (see the module docstring)."""
     from ..weights import Checkpoint
+    from ..weights.files import sample_bytes as _sample
 
     a, b = Checkpoint.open(Path(student_dir)), Checkpoint.open(Path(original_dir))
     names = set(a.entries) - skip

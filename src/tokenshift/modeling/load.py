@@ -38,6 +38,10 @@ def resolve_device(device: str = "auto") -> str:
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but no CUDA device is available; use --device cpu")
     return device
@@ -99,6 +103,24 @@ def local_model_folder(spec: str) -> Path:
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(location, allow_patterns=list(HUB_FILES)))
+
+
+# Past this share of ids spelled differently, a tokenizer is not the model's (an extension or another
+# file of the same tokenizer differs in none of the shared ids).
+FOREIGN_IDS = 0.5
+
+
+def check_same_ids(tokenizer: Tokenizer, own: Tokenizer, model_name: str) -> None:
+    """Refuse a tokenizer whose ids mean other bytes than the model's own tokenizer's: its ids may fit
+    the embedding rows, but the model never read them, and bits per byte would measure nothing."""
+    mine, theirs = tokenizer.vocab_bytes(), own.vocab_bytes()
+    shared = [(a, b) for a, b in zip(mine, theirs) if a is not None and b is not None]
+    if not shared:
+        return
+    differ = sum(a != b for a, b in shared) / len(shared)
+    if differ > FOREIGN_IDS:
+        raise ValueError(f"tokenizer {tokenizer.name!r} spells {differ:.0%} of its ids differently from {model_name!r}'s own tokenizer: "
+                         f"the model never read these ids; transplant it first (tokenshift transplant {model_name} {tokenizer.name} --out DIR)")
 
 
 def check_tokenizer_fits(tokenizer: Tokenizer, rows: int, model_name: str) -> None:
@@ -192,6 +214,8 @@ def load_model(
         tok = tokenizer
     else:
         tok = load_tokenizer(tokenizer if tokenizer is not None else location, trust_remote_code=trust_remote_code)
+        if tokenizer is not None and (Path(location) / "tokenizer.json").is_file():
+            check_same_ids(tok, load_tokenizer(location), spec)
     placement = {"device_map": device} if device.startswith("cuda") else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(

@@ -216,6 +216,9 @@ class Tokenizer:
             if idx is not None:
                 config[f"{role}_token"] = self.backend.id_to_token(idx)
         if self.chat_template:
+            from .load import check_chat_template
+
+            check_chat_template(self.chat_template, f"tokenizer {self.name!r} ({self.source or 'built here'})")
             config["chat_template"] = self.chat_template
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,136 @@ def _check_tokenizer_json(path: Path) -> None:
                          "pass the tokenizer.json that tokenizers or transformers saved")
 
 
+# An id may lie past the number of tokens by this much (reserved ids left unused, as Llama-3 keeps
+# 256 for special tokens) before the file counts as damaged: every stage sizes tables by the top id.
+ID_SLACK = 4096
+
+
+def check_vocabulary(backend: Any, source: str) -> None:
+    """Refuse a vocabulary no stage can size from: empty, or with an id far past its number of tokens
+    (one edited line, id 2^31-1, would make every per-id table 2 billion entries); warn about two
+    tokens sharing one id (decoding that id gives only one of them)."""
+    vocab = backend.get_vocab(with_added_tokens=True)
+    if not vocab:
+        raise ValueError(f"{source} has no tokens: an empty vocabulary encodes nothing; pass a trained tokenizer")
+    top_token, top = max(vocab.items(), key=lambda item: item[1])
+    if top + 1 > 2 * len(vocab) + ID_SLACK:
+        raise ValueError(f"{source}: token {top_token!r} has id {top:,}, but the vocabulary holds {len(vocab):,} tokens; ids number "
+                         "the vocabulary from 0, so this file is damaged or hand-edited: give that token its own id below "
+                         f"{len(vocab) + ID_SLACK:,}")
+    if len(set(vocab.values())) < len(vocab):
+        by_id: dict[int, list[str]] = {}
+        for token, idx in vocab.items():
+            by_id.setdefault(idx, []).append(token)
+        shared = [(idx, names) for idx, names in by_id.items() if len(names) > 1]
+        idx, names = shared[0]
+        logger.warning("%s: %d id(s) are shared by several tokens (id %d: %s); decoding such an id gives only one of them",
+                       source, len(shared), idx, ", ".join(repr(n) for n in names[:3]))
+
+
+# Text shapes that make a backtracking regex run without end: long runs of one kind of character, then
+# one that does not fit. A linear pattern (every shipped tokenizer's) takes about a millisecond on all.
+REGEX_PROBES = tuple(c * 512 + end for c in ("a", "A", " ", "1", ".", "é", "\n", "'") for end in ("", "!", "\x00"))
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null for the block: a Rust panic prints there itself, before
+    Python sees the exception, and this check answers it in its own line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_pre_tokenizer(backend: Any, source: str) -> None:
+    """Run the normalizer and pre-tokenizer on :data:`REGEX_PROBES` once: a regex that backtracks
+    catastrophically (onig gives up after its retry limit, and tokenizers panics) is refused here in one
+    line, not deep inside a run with a Rust backtrace."""
+    steps = [step for step in (backend.normalizer, backend.pre_tokenizer) if step is not None]
+    if not steps:
+        return
+    with _stderr_silenced():
+        for probe in REGEX_PROBES:
+            try:
+                text = probe
+                for step in steps:
+                    if hasattr(step, "normalize_str"):
+                        text = step.normalize_str(text)
+                    else:
+                        step.pre_tokenize_str(text)
+            except BaseException as exc:
+                if type(exc).__name__ != "PanicException":  # pyo3's, for a Rust panic
+                    raise
+                raise ValueError(f"{source}: its {'normalizer' if hasattr(step, 'normalize_str') else 'pre-tokenizer'} stops on "
+                                 f"a run of {len(probe)} characters {probe[0]!r} ({' '.join(str(exc).split())[:120]}); a regex in "
+                                 "it backtracks without end: fix the pattern in the tokenizer.json") from None
+
+
+def read_tokenizer_config(path: Path) -> dict[str, Any]:
+    """``tokenizer_config.json`` as a table; one line naming the file otherwise."""
+    fix = "fix it or remove it (tokenshift then guesses the special tokens from their names)"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text; {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is a JSON {type(config).__name__}, not a table of settings; {fix}")
+    return config
+
+
+def chat_template_of(config: dict[str, Any], source: Path) -> str | None:
+    """The chat template of a tokenizer config: a string, or the ``default`` of a list of named
+    templates (transformers' form); anything else is refused in one line."""
+    template = config.get("chat_template")
+    if template is None or isinstance(template, str):
+        return template
+    if isinstance(template, list) and all(isinstance(t, dict) and isinstance(t.get("template"), str) for t in template):
+        named = {t.get("name"): t["template"] for t in template}
+        return named.get("default", template[0]["template"] if template else None)
+    raise ValueError(f"{source}: chat_template is a {type(template).__name__}, not a Jinja template (text); fix or remove it")
+
+
+def check_chat_template(template: str, source: str) -> None:
+    """Compile ``template`` in a sandboxed Jinja environment and render it on a sample conversation, as
+    transformers and llama.cpp will: a template that cannot be parsed is refused in one line before it
+    is written anywhere. A template that refuses the sample itself (``raise_exception``: a role it does
+    not take) is fine."""
+    from jinja2 import TemplateError, TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Refused(Exception):
+        pass
+
+    def raise_exception(message: str) -> None:
+        raise Refused(message)
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    environment.filters["tojson"] = lambda value, **kwargs: json.dumps(value, ensure_ascii=False)
+    environment.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: "")
+    try:
+        compiled = environment.from_string(template)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"{source}: its chat_template is not valid Jinja ({exc.message} at line {exc.lineno}); llama.cpp and "
+                         "transformers would fail on the first chat: fix the template or remove it") from None
+    messages = [{"role": "user", "content": "Bonjour"}, {"role": "assistant", "content": "Salut"}]
+    try:
+        compiled.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+    except Refused:
+        return
+    except (TemplateError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{source}: its chat_template fails on a sample conversation ({type(exc).__name__}: {exc}); "
+                         "fix the template or remove it") from None
+
+
 def from_tokenizer_json(path: Path, *, name: str | None = None) -> Tokenizer:
     """A ``tokenizer.json``; roles come from a ``tokenizer_config.json`` beside it, else from token names."""
     from tokenizers import Tokenizer as Backend
@@ -43,10 +177,18 @@ def from_tokenizer_json(path: Path, *, name: str | None = None) -> Tokenizer:
         backend = Backend.from_file(str(path))
     except Exception as exc:  # the Rust side raises a bare Exception with its parse error
         raise ValueError(f"{path} is not a valid Hugging Face tokenizer.json ({exc})") from exc
+    check_vocabulary(backend, str(path))
+    check_pre_tokenizer(backend, str(path))
     config_path = path.parent / "tokenizer_config.json"
     config: dict[str, Any] = {}
     if config_path.is_file():
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_tokenizer_config(config_path)
+    vocab = backend.get_vocab(with_added_tokens=True)
+    for role in ("bos", "eos", "pad", "unk"):
+        named = _token_name(config.get(f"{role}_token"))
+        if named is not None and named not in vocab:
+            logger.warning("%s names %s_token %r, which is not in the vocabulary: the tokenizer has no %s", config_path, role, named,
+                           role.upper())
     adds_bos = config.get("add_bos_token")
     special = roles_from_names(
         backend,
@@ -57,11 +199,15 @@ def from_tokenizer_json(path: Path, *, name: str | None = None) -> Tokenizer:
         adds_bos=adds_bos if isinstance(adds_bos, bool) else None,
         guess=not config_path.is_file(),
     )
-    template = config.get("chat_template")
+    template = chat_template_of(config, config_path)
     jinja = path.parent / "chat_template.jinja"
     if template is None and jinja.is_file():
-        template = jinja.read_text(encoding="utf-8")
-    return Tokenizer(backend, name=name or path.parent.name, special=special, source=str(path), chat_template=template)
+        try:
+            template = jinja.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{jinja} is not UTF-8 text; fix it or remove it") from None
+    default_name = path.parent.name if path.name == "tokenizer.json" else path.stem  # a folder's, or the file's own
+    return Tokenizer(backend, name=name or default_name, special=special, source=str(path), chat_template=template)
 
 
 def from_transformers(tokenizer: Any, *, name: str, source: str) -> Tokenizer:
@@ -69,6 +215,8 @@ def from_transformers(tokenizer: Any, *, name: str, source: str) -> Tokenizer:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError(f"{source} has only a slow (Python) tokenizer; tokenshift needs a fast one (a tokenizer.json)")
+    check_vocabulary(backend, source)
+    check_pre_tokenizer(backend, source)
     vocab = backend.get_vocab(with_added_tokens=True)
 
     def role(attr: str) -> int | None:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..storage import check_output_folder, write_folder, write_json
+from ..storage import check_output_folder, claim_output, write_folder, write_json
 from ..signals import kill_point
 from ..tokenizer import Tokenizer, load_tokenizer
 from .methods import AUTO, Method, check_options, choose_method, get_method
@@ -134,8 +134,8 @@ def _check_config(config: TransplantConfig) -> None:
         check_options(config.method, config.options)
     if config.method != AUTO and config.donor and not get_method(config.method).uses_donor:
         raise ValueError(f"method {config.method!r} does not use a donor; drop --donor or use --method blend (or omp)")
-    if config.pad_to_multiple_of is not None and config.pad_to_multiple_of < 1:
-        raise ValueError(f"--pad-to-multiple-of must be at least 1 (1: no padding), got {config.pad_to_multiple_of}")
+    if config.pad_to_multiple_of is not None and not 1 <= config.pad_to_multiple_of <= 65_536:
+        raise ValueError(f"--pad-to-multiple-of must be from 1 (no padding) to 65,536, got {config.pad_to_multiple_of}")
 
 
 @dataclass
@@ -256,6 +256,15 @@ def transplant_folder(
     location = model_location(model)
     inputs = [p for p in (location, tokenizer if isinstance(tokenizer, (str, Path)) else None) if p is not None]
     check_output_folder(out, inputs=inputs)
+    with claim_output(out):
+        return _transplant_folder(model, tokenizer, out, config, inputs)
+
+
+def _transplant_folder(model: str, tokenizer: str | Tokenizer, out: Path, config: TransplantConfig,
+                       inputs: list[Any]) -> tuple[Tokenizer, TransplantReport]:
+    from ..modeling.load import check_tokenizer_fits, local_model_folder
+    from ..weights import Checkpoint, check_weights, load_layout
+
     started = time.perf_counter()
     folder = local_model_folder(model)
     checkpoint = Checkpoint.open(folder)

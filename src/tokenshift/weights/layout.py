@@ -42,8 +42,24 @@ def meta_model(config: Any, *, trust_remote_code: bool = False) -> Any:
         return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
 
 
+def check_causal(config: Any, *, name: str) -> None:
+    """Refuse in one line a config that declares no causal LM (a masked LM such as ``BertForMaskedLM``,
+    an encoder-decoder): scored or transplanted as one, it would give numbers that mean nothing."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    declared = [str(a) for a in (getattr(config, "architectures", None) or [])]
+    remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"model {name!r} is an encoder-decoder ({', '.join(declared) or config.model_type}); tokenshift works on "
+                         "decoder-only causal LMs (...ForCausalLM)")
+    if declared and not remote and not set(declared) & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()):
+        raise ValueError(f"model {name!r} declares {', '.join(declared)}, not a causal language model (one that predicts the next "
+                         "token); tokenshift works on decoder-only causal LMs (...ForCausalLM)")
+
+
 def model_layout(config: Any, *, name: str, trust_remote_code: bool = False) -> ModelLayout:
     """The layout of ``config``'s causal LM (see :class:`ModelLayout`). ``name``: the model, for errors."""
+    check_causal(config, name=name)
     try:
         model = meta_model(config, trust_remote_code=trust_remote_code)
     except ValueError as exc:
