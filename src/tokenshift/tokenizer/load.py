@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,20 @@ def _token_name(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _json_file(path: Path, problem: Callable[[str], str]) -> Any:
+    """``path`` parsed as JSON; a file that is not UTF-8 or not JSON raises ``problem(what is wrong)``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(problem("not UTF-8 text")) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(problem(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")) from None
+
+
 def _check_tokenizer_json(path: Path) -> None:
     """Say what is wrong with a file that is not a tokenizer.json before the Rust parser does, since
     for valid JSON of another shape it reports a syntax error at some column."""
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a tokenizer.json: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not a tokenizer.json: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    spec = _json_file(path, lambda what: f"{path} is not a tokenizer.json: {what}")
     if not isinstance(spec, dict) or not isinstance(spec.get("model"), dict):
         found = f"keys {', '.join(list(spec)[:6])}" if isinstance(spec, dict) else f"a {type(spec).__name__}"
         raise ValueError(f"{path} is JSON but not a Hugging Face tokenizer.json: it has no \"model\" table (found {found}); "
@@ -112,12 +117,7 @@ def check_pre_tokenizer(backend: Any, source: str) -> None:
 def read_tokenizer_config(path: Path) -> dict[str, Any]:
     """``tokenizer_config.json`` as a table; one line naming the file otherwise."""
     fix = "fix it or remove it (tokenshift then guesses the special tokens from their names)"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text; {fix}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}") from None
+    config = _json_file(path, lambda what: f"{path} is {what}; {fix}")
     if not isinstance(config, dict):
         raise ValueError(f"{path} is a JSON {type(config).__name__}, not a table of settings; {fix}")
     return config
