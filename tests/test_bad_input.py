@@ -152,6 +152,11 @@ CASES: list[tuple[str, str]] = [
 ]
 
 CASES += [
+    # adapt
+    ("adapt {M} --text {T} --out {O}", "the domain text holds 400 bytes; adapt needs at least 50,000"),
+    ("adapt {M} --text {T} --out {O} --minutes 0", "argument --minutes"),
+    ("adapt {M} --text {T} --out {O} --new-tokens 5 --vocab-size 500", "argument --vocab-size: not allowed with argument --new-tokens"),
+    ("adapt {M} --text {D}/missing.txt --out {O}", "not found"),
     # launch-config
     ("launch-config fsdp3", "argument name: invalid choice: 'fsdp3'"),
     ("launch-config", "the following arguments are required: name"),

@@ -43,6 +43,7 @@ _PUBLIC: dict[str, str] = {
     "infer_mixture": "forensics", "MixtureResult": "forensics",
     "export_gguf": "export", "ExportReport": "export",
     "run_demo": "demo", "DemoReport": "demo",
+    "adapt": "domain", "AdaptConfig": "domain", "AdaptReport": "domain",
 }
 
 __all__ = ["__version__", *_PUBLIC]

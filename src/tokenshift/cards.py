@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
+    from .domain.run import AdaptReport
     from .heal.run import HealReport
     from .train.run import TrainReport
     from .transplant.run import TransplantReport
@@ -197,6 +198,24 @@ def card_for_heal(report: HealReport, *, name: str, command: str | None = None) 
                  command=command, function="heal.heal", report_file="heal.json", versions=report.versions, use=_model_use(name))
     return _card(library="transformers", base=base, relation="finetune", languages=base.languages,
                  tags=["tokenshift", "tokenizer-transplant", "heal"], body=body)
+
+
+def card_for_adapt(report: AdaptReport, *, name: str) -> ModelCard:
+    """A model card: what was adapted to what, the table, how it was made."""
+    base = base_facts(report.model)
+    rows = "\n".join(f"| {text} | {tpb} | {tpb_change} | {bpb} | {bpb_change} |" for text, tpb, tpb_change, bpb, bpb_change in report.summary())
+    measured = ("## Measured\n\n| text | tokens per byte | change | bits per byte | change |\n|---|---|---|---|---|\n" + rows + "\n\n"
+                + "\n".join(f"- {note}" for note in report.notes) + "\n")
+    made = (f"`{report.model}` adapted by tokenshift to the text of {', '.join(f'`{t}`' for t in report.texts)}: its own tokenizer "
+            f"extended by {report.new_tokens:,} tokens ({report.superwords:,} superwords), the model transplanted onto it and healed "
+            f"for {report.minutes:g} minutes.")
+    details = ["split by document: " + ", ".join(f"{k.replace('_', ' ')} {v['documents']:,} ({v['bytes']:,} bytes)" for k, v in report.split.items()),
+               "no text is split into more tokens than the original tokenizer splits it"]
+    body = _body(name=name, made=made, details=details, measured=measured, command=None, function="adapt", report_file="adapt.json",
+                 versions=report.heal.get("versions", {}), use=f'from transformers import AutoModelForCausalLM, AutoTokenizer\n'
+                 f'model = AutoModelForCausalLM.from_pretrained("{name}")\ntokenizer = AutoTokenizer.from_pretrained("{name}")')
+    return _card(library="transformers", base=base, relation="finetune", languages=base.languages or text_languages(report.texts),
+                 tags=["tokenshift", "domain-adaptation", "tokenizer-transplant"], body=body)
 
 
 def write_card(folder: Path, card: ModelCard) -> Path:

@@ -198,7 +198,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {spec}: {share:.2%} of the base's tokens changed")
         if report.superbpe is not None:
             print(f"  {report.superbpe['message']}")
-        for spec, share in report.savings_vs_bpe.items():
+        extension = report.superbpe is not None and "held_out_savings_vs_base" in report.superbpe
+        if extension:
+            facts = report.superbpe
+            print(f"  held out: {facts['held_out_savings_vs_base']:.2%} fewer tokens than {args.extend} ({facts['held_out_blocks']} "
+                  f"documents, {facts['held_out_bytes']:,} bytes, never trained on); {facts['superwords']:,} superwords, e.g. "
+                  + ", ".join(repr(example) for example in facts["superword_examples"][:5]))
+        for spec, share in ({} if extension else report.savings_vs_bpe).items():
             sample = report.savings_sample.get(spec, "the slice the transition was chosen on" if spec == "held-out" else "")
             print(f"  {spec}: {share:.2%} fewer tokens than the stage-1 BPE at the same size" + (f" ({sample})" if sample else ""))
     return 0
@@ -232,6 +238,35 @@ def cmd_transplant(args: argparse.Namespace) -> int:
               f"{report.embedding_rows:,} rows ({report.dtype}), {report.output_bytes / 1e9:,.2f} GB in {report.seconds:.1f} s -> {args.out}")
         for warning in report.warnings:
             print(f"warning: {warning}")
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from .domain import AdaptConfig, adapt
+
+    config = AdaptConfig(text=tuple(args.text), minutes=args.minutes, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
+                         general=args.general, gguf=args.gguf, device=args.device)
+    config.check()
+    console = _console()
+    with _progress_bar() as bar:
+        heal_lines = None if args.json else (lambda status: console.print(
+            f"heal {status.minutes:.1f} min: " + (status.message or ", ".join(f"{k} {v:.4f} bpb" for k, v in (status.evaluation or {}).items()))))
+        report = adapt(args.model, config, out=Path(args.out), progress=None if args.json else _Progress(bar), heal_progress=heal_lines)
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    split = report.split
+    console.print(f"adapted {report.model} in {report.seconds / 60:.1f} min: {report.new_tokens:,} new tokens ({report.superwords:,} superwords), "
+                  f"healed {report.minutes:g} min; documents: {split['adaptation']['documents']:,} adaptation, "
+                  f"{split['validation']['documents']:,} validation, {split['held_out']['documents']:,} held out (never seen) -> {args.out}")
+    from rich.table import Table
+
+    table = Table(title="original → adapted (lower is better)")
+    for column in ("text", "tokens per byte", "change", "bits per byte", "change"):
+        table.add_column(column)
+    for row in report.summary():
+        table.add_row(*row)
+    console.print(table)
     return 0
 
 
@@ -270,7 +305,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import (OneLineParser, at_least_two, batch_tokens, output_path, pad_multiple, positive_float, positive_int, report_path,
+    from .options import (OneLineParser, at_least_two, batch_tokens, minutes_budget, output_path, pad_multiple, positive_float, positive_int, report_path,
                           sequence_length)
     from .tokenizer.encoders import ENCODER_HELP, encoder_option
 
@@ -381,6 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_bytelevel_parsers(sub)
     add_export_parsers(sub)
     add_forensics_parsers(sub)
+
+    p = sub.add_parser("adapt", help="adapt a model to your domain's text: new tokens, transplant, heal, judged on unseen documents")
+    p.add_argument("model", help="model: asset, folder or Hugging Face id")
+    p.add_argument("--text", nargs="+", required=True, help="your domain's text: files, folders, globs (one big file is split at paragraphs)")
+    p.add_argument("--out", type=output_path, required=True)
+    p.add_argument("--minutes", type=minutes_budget, default=5.0, help="heal budget in minutes (default 5)")
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--new-tokens", type=positive_int, help="tokens to add (default 8,192)")
+    sizes.add_argument("--vocab-size", type=positive_int, help="the vocabulary size to reach instead")
+    p.add_argument("--general", default="wiki-en", help="general text asset kept in view (its train/validation/test splits)")
+    p.add_argument("--gguf", action="store_true", help="also write model.gguf for llama.cpp")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("demo", help="the built-in main job on the real assets")
     p.add_argument("--max-bytes", type=positive_int, default=32_000)

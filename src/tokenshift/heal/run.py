@@ -124,8 +124,13 @@ def training_texts(config: HealConfig) -> tuple[list[str], list[TextSet]]:
     held: list[TextSet] = []
     budget = config.eval_bytes // len(sets)
     for texts in sets:
+        if len(texts.documents) < 2:  # one big file (a manual exported whole): its paragraphs are the documents
+            from ..data.documents import DOCUMENT_BYTES, as_documents
+
+            texts = TextSet(texts.name, as_documents(texts.documents))
         if len(texts.documents) < 2:
-            raise ValueError(f"text {texts.name!r} has a single document, so none can be held out for evaluation; pass --eval-text")
+            raise ValueError(f"text {texts.name!r} holds {texts.n_bytes:,} bytes, too little to hold some out for evaluation (at least "
+                             f"{2 * DOCUMENT_BYTES:,} are needed); give more text or pass --eval-text")
         limit = min(budget, texts.n_bytes // 10)
         cut, size = len(texts.documents), 0
         while cut > 1 and (cut == len(texts.documents) or size + len(texts.documents[cut - 1].encode("utf-8")) <= limit):

@@ -174,9 +174,11 @@ def _validate(config: TrainConfig) -> None:
     if config.extend is None and config.vocab_size <= floor:
         raise ValueError(f"--vocab-size {config.vocab_size} is too small: the 256 byte tokens and {len(config.special_tokens)} "
                          f"special tokens alone take {floor}; ask for more")
-    if config.extend is not None and (config.like is not None or config.digits is not None or config.kind != "bpe"):
+    if config.extend is not None and (config.like is not None or config.digits is not None):
         raise ValueError("--extend keeps the extended tokenizer's pretokenizer, specials and digit rule; "
-                         "do not combine it with --like, --digits or --kind superbpe")
+                         "do not combine it with --like or --digits")
+    if config.extend is not None and config.kind == "superbpe" and config.held_out == 0:
+        raise ValueError("--extend with --kind superbpe chooses how many superwords to add on held-out documents; pass a --held-out share")
     if config.extend is None and config.protect:
         raise ValueError("--protect only applies to --extend (it keeps the base's tokenization of that text)")
     if not 0 <= config.held_out < 0.5:
@@ -217,13 +219,23 @@ def train_tokenizer(
     like = load_tokenizer(config.like) if config.like else None
     base = None
     trained: Trained | None = None
+    extension = None
     if config.extend is not None:
         from .extend import extend_tokenizer
 
         base = load_tokenizer(config.extend)
         protected = list(iter_documents(list(config.protected_texts))) if config.protected_texts else None
-        tokenizer = extend_tokenizer(base, documents, vocab_size=config.vocab_size, protect=protected,
-                                     min_frequency=config.min_frequency, show_progress=show_progress)
+        if config.kind == "superbpe":
+            from ..data.documents import as_documents
+            from .superwords import extend_with_superwords
+
+            extension = extend_with_superwords(base, as_documents(documents), vocab_size=config.vocab_size, protect=protected,
+                                               held_out_share=config.held_out, max_words=config.max_words,
+                                               min_frequency=config.min_frequency, show_progress=show_progress)
+            tokenizer = extension.tokenizer
+        else:
+            tokenizer = extend_tokenizer(base, documents, vocab_size=config.vocab_size, protect=protected,
+                                         min_frequency=config.min_frequency, show_progress=show_progress)
         digits = _digit_scheme(tokenizer)
         if digits != _digit_scheme(base):
             raise AssertionError(f"the extension splits digits {digits}, its base {_digit_scheme(base)}: a merge crossed the base's pretokens")
@@ -254,8 +266,11 @@ def train_tokenizer(
         pre_tokenizer=matching_names(tokenizer.backend) if tokenizer.kind == "byte-level" else [],
         base_vocab_size=base.vocab_size if base is not None else None,
         token_changes=_token_changes(base, tokenizer, [*texts, *config.protected_texts]) if base is not None else {},
-        superbpe=trained.transition.to_json() if trained is not None and trained.transition is not None else None,
-        **_savings_vs_bpe(trained, texts),
+        superbpe=(trained.transition.to_json() if trained is not None and trained.transition is not None
+                  else _extension_facts(base, extension) if extension is not None else None),
+        **(_savings_vs_bpe(trained, texts) if extension is None else
+           {"savings_vs_bpe": {"held-out": round(extension.report.savings, 6)},
+            "savings_sample": {"held-out": f"{extension.report.held_out_blocks} documents held out, {extension.report.held_out_bytes:,} bytes"}}),
         versions={"tokenshift": _version(), "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     )
     if out is not None:
@@ -270,6 +285,18 @@ def train_tokenizer(
 
         write_folder(Path(out), write, point="train:written")
     return tokenizer, report
+
+
+def _extension_facts(base: Tokenizer, extension: Any) -> dict[str, Any]:
+    """What train.json says of a superword extension: the choice (against the subword extension of the
+    same size), the superwords kept, and the savings against the base on the held-out documents."""
+    from .transition import count_tokens
+
+    before = count_tokens(base.backend, extension.held_out)
+    after = count_tokens(extension.tokenizer.backend, extension.held_out)
+    return {**extension.report.to_json(), "baseline": "the subword extension of the same size", "superwords": extension.superword_count,
+            "superword_examples": extension.examples, "held_out_savings_vs_base": round(1 - after / before, 6) if before else 0.0,
+            "training_bytes": extension.training_bytes, "never_longer_than_base_checked_bytes": extension.never_longer_bytes}
 
 
 def _savings_vs_bpe(trained: Trained | None, specs: list[str]) -> dict[str, Any]:

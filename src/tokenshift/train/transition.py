@@ -104,6 +104,7 @@ def choose_transition(
     mode: str,
     held_out_share: float,
     min_gain: float = MIN_GAIN,
+    baseline: str = "BPE",
 ) -> tuple[tokenizers.Tokenizer, TransitionReport]:
     """Try ``transitions`` (latest first) with ``build(t)`` -> SuperBPE tokenizer and keep one, or
     ``bpe`` when none is below it on ``held_out`` (documents). Returns (tokenizer, report)."""
@@ -132,11 +133,11 @@ def choose_transition(
                   bpe_tokens=bpe_tokens, candidates=tried)
     tokenizer, kept = best
     if bpe_tokens == 0 or kept.tokens >= bpe_tokens:
-        message = (f"SuperBPE is not better than BPE on the held-out slice ({kept.tokens:,} vs {bpe_tokens:,} tokens at "
-                   f"transition {kept.transition:,}): wrote the BPE instead (superwords do not pay on this text; "
+        message = (f"SuperBPE is not better than {baseline} on the held-out slice ({kept.tokens:,} vs {bpe_tokens:,} tokens at "
+                   f"transition {kept.transition:,}): wrote {baseline} instead (superwords do not pay on this text; "
                    "give more text, a larger vocabulary, or --kind bpe)")
         logger.warning(message)
         return bpe, TransitionReport(**common, transition=None, savings=0.0, fallback=True, message=message)
     message = (f"transition {kept.transition:,} ({kept.share:.0%} of the vocabulary, {mode}): {kept.savings:.2%} fewer tokens "
-               f"than BPE on the held-out slice ({held_bytes:,} bytes)")
+               f"than {baseline} on the held-out slice ({held_bytes:,} bytes)")
     return tokenizer, TransitionReport(**common, transition=kept.transition, savings=kept.savings, message=message)
