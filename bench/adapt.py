@@ -5,6 +5,7 @@ The domain text is the leading ``--max-bytes`` of a manual-page split (``man-en:
 adaptation, validation and held-out pages. Arms, each with the same heal budget, text and split:
 
     adapt        subwords + superwords on the model's own tokenizer, transplant, heal (the product)
+    adapt-stages the same, healed with the stages recipe: new rows, then every parameter (next-token loss)
     subwords     the plain subword extension of the same size, transplant, heal          (peer a)
     finetuned    the original model and tokenizer, healed on the same text (stages)      (peer b:
                  what fine-tuning alone gains, told apart from what the tokenizer gains)
@@ -39,8 +40,9 @@ def run_arm(model: str, domain: str, arm: str, minutes: float, max_bytes: int) -
         text = Path(scratch) / f"{domain}.jsonl"
         documents = load_texts(spec, max_bytes=max_bytes).documents
         text.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
-        config = AdaptConfig(text=(str(text),), minutes=minutes, kind="bpe" if arm == "subwords" else "superbpe")
-        if arm in ("adapt", "subwords"):
+        config = AdaptConfig(text=(str(text),), minutes=minutes, kind="bpe" if arm == "subwords" else "superbpe",
+                             recipe="stages" if arm == "adapt-stages" else "auto")
+        if arm in ("adapt", "subwords", "adapt-stages"):
             report = adapt(model, config)
             result = {"rows": [r.__dict__ for r in report.rows], "new_tokens": report.new_tokens, "superwords": report.superwords,
                       "split": report.split, "heal_tokens": report.heal.get("tokens"), "kept": report.heal.get("kept")}
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--domains", nargs="+", default=["man-fr", "man-en"])
     parser.add_argument("--minutes", nargs="+", type=float, default=[5.0])
-    parser.add_argument("--arms", nargs="+", default=["adapt", "subwords", "finetuned"], choices=["adapt", "subwords", "finetuned"])
+    parser.add_argument("--arms", nargs="+", default=["adapt", "subwords", "finetuned"], choices=["adapt", "subwords", "finetuned", "adapt-stages"])
     parser.add_argument("--max-bytes", type=int, default=1_000_000)
     parser.add_argument("--json", type=Path, help="append each finished run here (JSON lines)")
     args = parser.parse_args(argv)

@@ -63,6 +63,7 @@ class AdaptConfig:
     device: str = "cpu"
     seed: int = 0
     kind: str = "superbpe"  # "bpe": subwords only (the plain extension)
+    recipe: str = "auto"  # the heal's recipe (auto: rows for an extension); "stages": new rows, then every parameter
 
     def check(self) -> None:
         if not self.text:
@@ -171,7 +172,7 @@ def heal_plan(config: AdaptConfig, adaptation: list[str], validation: list[str],
     heal_file = _write_jsonl(scratch / "heal.jsonl", adaptation + _general_documents(f"{config.general}:train", general_bytes))
     validation_file = _write_jsonl(scratch / "validation.jsonl", validation)
     settings = dict(text=(heal_file,), eval_text=(validation_file, f"{config.general}:validation"), minutes=config.minutes,
-                    device=config.device, seed=config.seed)
+                    device=config.device, seed=config.seed, recipe=config.recipe)
     return HealConfig(**{**settings, **overrides}), general_bytes
 
 
