@@ -134,7 +134,7 @@ def choose_transition(
     tokenizer, kept = best
     if bpe_tokens == 0 or kept.tokens >= bpe_tokens:
         message = (f"SuperBPE is not better than {baseline} on the held-out slice ({kept.tokens:,} vs {bpe_tokens:,} tokens at "
-                   f"transition {kept.transition:,}): wrote {baseline} instead (superwords do not pay on this text; "
+                   f"transition {kept.transition:,}): wrote {'the BPE' if baseline == 'BPE' else baseline} instead (superwords do not pay on this text; "
                    "give more text, a larger vocabulary, or --kind bpe)")
         logger.warning(message)
         return bpe, TransitionReport(**common, transition=None, savings=0.0, fallback=True, message=message)
