@@ -136,6 +136,7 @@ def test_adapt_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
     for name in ("adapt.json", "adapt.html", "README.md", "config.json", "tokenizer.json"):
         assert (out / name).is_file(), name
     assert "held-out documents" in (out / "README.md").read_text()
+    assert report.heal["recipe"] in (out / "adapt.html").read_text()  # the heal's section is on the page
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)

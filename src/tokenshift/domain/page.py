@@ -7,13 +7,12 @@ from typing import Any
 from .run import AdaptReport
 
 
-def adapt_page(report: AdaptReport) -> Any:
+def adapt_page(report: AdaptReport, heal: Any) -> Any:
     """Tokens per byte and bits per byte of the original, zero-shot and adapted models, on the held-out
-    documents and on general text, with the heal's curve."""
+    documents and on general text, with the heal's curve (``heal``: its :class:`~tokenshift.heal.HealReport`)."""
     from ..report.document import Page, Plot, Section, Table
     from ..report.pages import heal_section
     from ..report.plots import bar_chart
-    from ..heal import HealReport
 
     texts = list(dict.fromkeys(r.text for r in report.rows))
     models = ["original", "zero-shot", "adapted"]
@@ -33,8 +32,5 @@ def adapt_page(report: AdaptReport) -> Any:
             f"({report.superwords:,} of them superwords), transplanted, healed {report.minutes:g} minutes; "
             f"{report.seconds / 60:.1f} minutes in all.")
     sections = [Section("Before and after", plots=plots, tables=(table, split))]
-    try:
-        sections.append(heal_section(HealReport(**report.heal), salt="adapt-heal"))
-    except TypeError:  # a report from another version: the tables above still hold
-        pass
+    sections.append(heal_section(heal, salt="adapt-heal"))
     return Page(title=f"tokenshift adapt: {report.model}", lead=lead, sections=tuple(sections), notes=tuple(report.notes))

@@ -243,11 +243,11 @@ def adapt(model: str, config: AdaptConfig, *, out: str | Path | None = None, pro
                    f"documents plus {general_bytes:,} bytes of {config.general}:train",
                    f"the heal kept '{heal_report.kept.get('state')}': {heal_report.kept.get('reason')}"])
         if out is not None:
-            _write_adapted(out, healed_dir, report, gguf=config.gguf)
+            _write_adapted(out, healed_dir, report, heal_report, gguf=config.gguf)
     return report
 
 
-def _write_adapted(out: Path, healed_dir: Path, report: AdaptReport, *, gguf: bool) -> None:
+def _write_adapted(out: Path, healed_dir: Path, report: AdaptReport, heal_report: Any, *, gguf: bool) -> None:
     import shutil
 
     from ..report.document import write_page
@@ -260,7 +260,7 @@ def _write_adapted(out: Path, healed_dir: Path, report: AdaptReport, *, gguf: bo
                 shutil.copy2(item, tmp / item.name)
         write_json(tmp / "adapt.json", report.to_json())
         write_card(tmp, card_for_adapt(report, name=out.name))
-        write_page(adapt_page(report), tmp / "adapt.html", option=None)
+        write_page(adapt_page(report, heal_report), tmp / "adapt.html", option=None)
         if gguf:
             from ..export import export_gguf
 
