@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # Assets the demo and the CI smoke tests use; `tokenshift assets --list` shows them all.
-DEMO_ASSETS := smollm2-135m smollm2 gpt2 llama-3 qwen2.5 cl100k wiki-en wiki-fr wiki-es
+DEMO_ASSETS := smollm2-135m smollm2 gpt2 llama-3 qwen2.5 cl100k wiki-en wiki-fr wiki-es man-fr
+# The demo: SmolLM2-135M adapted to French manual pages (the leading 1 MB of man-fr's train split), judged
+# on pages it never saw; each run writes a new folder under demo/.
+DEMO_OUT = demo/smollm2-135m-man-fr-$(shell date +%Y%m%d-%H%M%S)
 TEST_ASSETS := smollm2-135m smollm2 gpt2 wiki-en wiki-fr
 
 PEERS := .venv-peers
@@ -22,7 +25,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 demo: $(INSTALLED)
 	$(BIN)/tokenshift assets --install $(DEMO_ASSETS)
-	$(BIN)/tokenshift demo
+	$(BIN)/tokenshift adapt smollm2-135m --text man-fr:train --max-bytes 1000000 --minutes 5 --out $(DEMO_OUT)
 
 test: $(INSTALLED)
 	$(BIN)/tokenshift assets --install --quiet $(TEST_ASSETS)

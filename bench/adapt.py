@@ -5,9 +5,10 @@ The domain text is the leading ``--max-bytes`` of a manual-page split (``man-en:
 adaptation, validation and held-out pages. Arms, each with the same heal budget, text and split:
 
     adapt        subwords + superwords on the model's own tokenizer, transplant, heal (the product)
+    adapt-rows   the same, healed with the rows recipe (new rows only: the body is the original's)
     adapt-stages the same, healed with the stages recipe: new rows, then every parameter (next-token loss)
     subwords     the plain subword extension of the same size, transplant, heal          (peer a)
-    finetuned    the original model and tokenizer, healed on the same text (stages)      (peer b:
+    finetuned    the original model and tokenizer, healed on the same text (stages: all) (peer b:
                  what fine-tuning alone gains, told apart from what the tokenizer gains)
 
 Each row: tokens per byte and bits per byte on the held-out pages and on general English
@@ -41,11 +42,13 @@ def run_arm(model: str, domain: str, arm: str, minutes: float, max_bytes: int) -
         documents = load_texts(spec, max_bytes=max_bytes).documents
         text.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in documents), encoding="utf-8")
         config = AdaptConfig(text=(str(text),), minutes=minutes, kind="bpe" if arm == "subwords" else "superbpe",
-                             recipe="stages" if arm == "adapt-stages" else "auto")
-        if arm in ("adapt", "subwords", "adapt-stages"):
+                             **({"recipe": arm.removeprefix("adapt-")} if arm.startswith("adapt-") else {}))
+        if arm in ("adapt", "subwords", "adapt-stages", "adapt-rows"):
             report = adapt(model, config)
             result = {"rows": [r.__dict__ for r in report.rows], "new_tokens": report.new_tokens, "superwords": report.superwords,
-                      "split": report.split, "heal_tokens": report.heal.get("tokens"), "kept": report.heal.get("kept")}
+                      "held_out_tokens_per_byte": report.held_out_tokens_per_byte, "recipe": report.heal.get("recipe"),
+                      "split": report.split, "heal_tokens": report.heal.get("tokens"), "kept": report.heal.get("kept"),
+                      "curve": report.heal.get("curve")}  # validation bits per byte after each phase: the recipe's evidence
         else:
             from tokenshift.evaluate import evaluate_loaded
             from tokenshift.heal import heal
@@ -55,8 +58,10 @@ def run_arm(model: str, domain: str, arm: str, minutes: float, max_bytes: int) -
             from tokenshift.heal.config import parse_stages
 
             # no new rows to train: the stages recipe, next-token loss on every parameter (plain fine-tuning)
-            heal_config, _ = heal_plan(config, adaptation, validation, Path(scratch), stages=parse_stages("all"))
-            held_set = TextSet("held-out documents", held).limit_bytes(EVAL_BYTES)
+            heal_config, _ = heal_plan(config, adaptation, validation, Path(scratch), recipe="stages", stages=parse_stages("all"))
+            from tokenshift.data.documents import spread_sample
+
+            held_set = TextSet("held-out documents", spread_sample(held, EVAL_BYTES))  # the sample adapt evaluates
             general = load_texts("wiki-en:test", max_bytes=EVAL_BYTES)
             original = load_model(model, device="cpu")
             rows = [("original", evaluate_loaded(original, t)) for t in (held_set, general)]
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--domains", nargs="+", default=["man-fr", "man-en"])
     parser.add_argument("--minutes", nargs="+", type=float, default=[5.0])
-    parser.add_argument("--arms", nargs="+", default=["adapt", "subwords", "finetuned"], choices=["adapt", "subwords", "finetuned", "adapt-stages"])
+    parser.add_argument("--arms", nargs="+", default=["adapt", "subwords", "finetuned"], choices=["adapt", "subwords", "finetuned", "adapt-rows", "adapt-stages"])
     parser.add_argument("--max-bytes", type=int, default=1_000_000)
     parser.add_argument("--json", type=Path, help="append each finished run here (JSON lines)")
     args = parser.parse_args(argv)

@@ -64,6 +64,37 @@ def test_the_split_by_document_never_puts_a_document_on_both_sides():
     assert inner  # a second split of what the first kept still holds documents out
 
 
+def test_adapt_splits_whole_documents_so_no_page_sits_on_two_sides():
+    """Long pages are cut into parts only after the split: every part of a page lands on its page's side."""
+    import re
+
+    from tokenshift.data import TextSet
+    from tokenshift.domain.run import AdaptConfig, split_domain
+
+    pages = ["\n\n".join(f"p{i}x " * 150 for _ in range(16)) for i in range(120)]  # ~10 KB each, cut into parts
+    sides = split_domain([TextSet("pages", pages)], AdaptConfig(text=("pages",)))
+    assert sum(map(len, sides)) > len(pages)  # long pages were cut
+    page_side: dict[str, int] = {}
+    for index, parts in enumerate(sides):
+        for part in parts:
+            for page in set(re.findall(r"p\d+x", part)):
+                assert page_side.setdefault(page, index) == index, page
+    assert len(page_side) == len(pages) and all(sides)
+    one_file = "\n\n".join(pages)  # one big file: split by its parts, all of it kept
+    parts = split_domain([TextSet("manual", [one_file])], AdaptConfig(text=("manual",)))
+    assert all(parts) and sorted(p for side in parts for p in side) == sorted(as_documents([one_file]))
+
+
+def test_spread_sample_draws_from_every_document():
+    from tokenshift.data.documents import spread_sample
+
+    docs = ["".join(f"doc{i} line {j}\n" for j in range(400)) for i in range(10)]  # ~5.6 KB each
+    sample = spread_sample(docs, 6000)
+    assert 3000 < sum(len(d.encode()) for d in sample) < 9000
+    assert len({d.split()[0] for d in sample}) >= 3  # not the leading document alone
+    assert spread_sample(docs[:1], 10**6) == docs[:1]
+
+
 def test_the_word_rule_widens_to_runs_of_words():
     llama3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
     assert _alternatives(widen_word_rule(llama3))[1:3] == [r"(?:[^\r\n\p{L}\p{N}]?\p{L}+)(?: \p{L}+)*", r"\p{N}{1,3}"]

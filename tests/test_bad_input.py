@@ -157,6 +157,7 @@ CASES += [
     ("adapt {M} --text {T} --out {O} --minutes 0", "argument --minutes"),
     ("adapt {M} --text {T} --out {O} --new-tokens 5 --vocab-size 500", "argument --vocab-size: not allowed with argument --new-tokens"),
     ("adapt {M} --text {D}/missing.txt --out {O}", "not found"),
+    ("adapt {M} --text {T} --out {O} --max-bytes 1000", "--max-bytes 1,000 reads less than adapt needs (50,000 bytes)"),
     # launch-config
     ("launch-config fsdp3", "argument name: invalid choice: 'fsdp3'"),
     ("launch-config", "the following arguments are required: name"),

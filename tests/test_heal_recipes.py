@@ -49,7 +49,7 @@ def weights(folder):
     return load_model(folder, device="cpu", dtype="float32")
 
 
-@pytest.mark.parametrize("recipe", ["distill-rows", "distill-body", "fit-head", "lora-distill"])
+@pytest.mark.parametrize("recipe", ["distill-rows", "distill-body", "fit-head", "lora-distill", "lora-ntp"])
 def test_each_recipe_lowers_its_own_objective(recipe, extended):
     _, _, report = heal(extended["student"], config=cfg(extended, recipe=recipe, row_lr=1e-2, head_lr=1e-2, lora_lr=3e-3))
     (phase,) = report.phases
@@ -80,6 +80,21 @@ def test_rows_keeps_copied_rows_and_body_bit_identical_and_reloads(extended, tmp
     assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
     saved = json.loads((tmp_path / "out" / "heal.json").read_text())
     assert saved["recipe"] == "rows" and saved["kept"]["state"] == "fit-head" and "minutes" in saved["curve"][0]
+
+
+def test_domain_recipe_trains_rows_then_the_body_on_the_text_and_reloads(extended, tmp_path):
+    """adapt's recipe: new rows (distilled input rows, fitted output rows: the head untied), then LoRA with
+    the next-token loss, merged; the old input rows stay the original's."""
+    before = weights(extended["student"])
+    copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])
+    lm, tokenizer, report = heal(extended["student"], config=cfg(extended, recipe="domain", row_lr=1e-2, head_lr=1e-2, lora_lr=3e-3),
+                                 out=tmp_path / "out")
+    assert [p["name"] for p in report.phases] == ["distill-rows", "fit-head", "lora-ntp"]
+    assert report.phases[2]["objective"].startswith("next-token") and report.phases[2]["details"]["lora_layers"] > 0
+    assert torch.equal(before.model.get_input_embeddings().weight[copied], lm.get_input_embeddings().weight[copied])
+    reloaded = weights(str(tmp_path / "out"))
+    ids = torch.tensor([[1, 5, 9, int(new_row_ids(copied, tokenizer.vocab_size)[0])]])
+    assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
 
 
 def test_lora_distill_merges_into_a_plain_folder_and_keeps_copied_rows(extended, tmp_path):

@@ -144,5 +144,5 @@ def test_demo_runs_end_to_end():
     assert report.heal.kept["bits_per_byte"]["wiki-fr:train (held out)"] <= report.heal.curve[0]["bits_per_byte"]["wiki-fr:train (held out)"]
     from tokenshift.report import demo_page
 
-    page = demo_page(report)  # the page `make demo` writes, from a real run: its four plots, each one <svg>
+    page = demo_page(report)  # the page `tokenshift demo` writes, from a real run: its four plots, each one <svg>
     assert len(page.plots) == 4 and page.html().count("<svg") == 4

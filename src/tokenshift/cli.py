@@ -244,7 +244,7 @@ def cmd_transplant(args: argparse.Namespace) -> int:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from .domain import AdaptConfig, adapt
 
-    config = AdaptConfig(text=tuple(args.text), minutes=args.minutes, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
+    config = AdaptConfig(text=tuple(args.text), minutes=args.minutes, max_bytes=args.max_bytes, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
                          general=args.general, gguf=args.gguf, device=args.device)
     config.check()
     console = _console()
@@ -422,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", nargs="+", required=True, help="your domain's text: files, folders, globs (one big file is split at paragraphs)")
     p.add_argument("--out", type=output_path, required=True)
     p.add_argument("--minutes", type=minutes_budget, default=5.0, help="heal budget in minutes (default 5)")
+    p.add_argument("--max-bytes", type=positive_int, help="read at most this many bytes of the domain text per --text spec (leading documents)")
     sizes = p.add_mutually_exclusive_group()
     sizes.add_argument("--new-tokens", type=positive_int, help="tokens to add (default 8,192)")
     sizes.add_argument("--vocab-size", type=positive_int, help="the vocabulary size to reach instead")

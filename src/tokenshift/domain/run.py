@@ -2,17 +2,19 @@
 
 One command for the whole path, judged on documents it never saw:
 
-1. the user's text is cut into documents (one big file at its paragraphs, :mod:`..data.documents`) and
-   split by document, by a hash of each: **held out** (:data:`HELD_OUT_SHARE`, only ever evaluated),
-   **validation** (:data:`VALIDATION_SHARE`, for the heal's never-worse guard) and **adaptation** (the rest);
+1. the user's text is split by document, by a hash of each: **held out** (:data:`HELD_OUT_SHARE`,
+   only ever evaluated), **validation** (:data:`VALIDATION_SHARE`, for the heal's never-worse guard)
+   and **adaptation** (the rest); long documents are cut into parts only after the split, and a text
+   of too few documents (one big file) is split by its parts (:mod:`..data.documents`);
 2. the model's own tokenizer is extended with subwords and superwords learned on the adaptation part
    (:mod:`..train.superwords`: old ids and merges kept, never a text split into more tokens);
 3. the model is transplanted onto it training-free (``auto``), then healed for ``minutes`` on the
    adaptation part plus a share of general text (:data:`GENERAL_SHARE` of the bytes), so that general
-   ability is kept; the heal keeps the best state evaluated on the validation documents and on general
+   ability is kept, with the ``domain`` recipe (new rows, then LoRA on the body with the next-token
+   loss); the heal keeps the best state evaluated on the validation documents and on general
    validation text, never one worse than the zero-shot start;
-4. original, zero-shot and adapted models are evaluated on the held-out documents and on general
-   text's test split: tokens per byte and bits per byte, in one table.
+4. original, zero-shot and adapted models are evaluated on a sample spread over every held-out
+   document and on general text's test split: tokens per byte and bits per byte, in one table.
 
 The folder written is a normal Hugging Face model folder with ``adapt.json``, a card and ``adapt.html``
 (and with ``gguf``, the GGUF beside the weights).
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import TextSet, load_texts
+from ..data.documents import spread_sample
 from ..storage import check_output_folder, write_folder, write_json
 
 logger = logging.getLogger(__name__)
@@ -39,7 +42,12 @@ VALIDATION_SHARE = 0.05  # of the documents: the heal's never-worse guard
 GENERAL_SHARE = 0.25  # of the heal's training bytes: general text, so that general ability is kept
 DEFAULT_NEW_TOKENS = 8192
 GENERAL_TEXT = "wiki-en"  # its :train split joins the heal, :validation guards it, :test is reported
-EVAL_BYTES = 32_000  # per evaluated text, leading documents (each evaluation of a 135M model on a CPU: ~30 s)
+EVAL_BYTES = 32_000  # per evaluated text: held-out blocks spread over every document, general text's leading documents (~30 s for a 135M model on a CPU)
+# Words per superword at most: 8, not train's default of 4. Chosen on adapt's validation pages (SmolLM2,
+# 1 MB of man-fr:train: 35.3% fewer tokens than the base with 8, 34.8% with 4; man-en, on a split that
+# cut pages before splitting them: 14.7% with either):
+# a domain repeats longer phrases than general text does ("voir la section", "the file descriptor is").
+MAX_WORDS = 8
 MIN_BYTES = 50_000  # less text than this cannot give held-out documents and new tokens worth training
 
 
@@ -52,6 +60,7 @@ class AdaptConfig:
 
     text: tuple[str, ...]
     minutes: float = 5.0
+    max_bytes: int | None = None  # of the domain text read, leading documents first (None: all of it)
     new_tokens: int | None = None
     vocab_size: int | None = None
     general: str = GENERAL_TEXT
@@ -63,7 +72,7 @@ class AdaptConfig:
     device: str = "cpu"
     seed: int = 0
     kind: str = "superbpe"  # "bpe": subwords only (the plain extension)
-    recipe: str = "auto"  # the heal's recipe (auto: rows for an extension); "stages": new rows, then every parameter
+    recipe: str = "domain"  # the heal's recipe: new rows, then LoRA on the domain's next tokens (heal/recipes/domain.py)
 
     def check(self) -> None:
         if not self.text:
@@ -74,6 +83,8 @@ class AdaptConfig:
             raise ValueError(f"held-out {self.held_out} and validation {self.validation} shares must be above 0 and together below 0.5")
         if self.kind not in ("superbpe", "bpe"):
             raise ValueError(f"kind {self.kind!r}: choose superbpe (subwords and superwords) or bpe (subwords only)")
+        if self.max_bytes is not None and self.max_bytes < MIN_BYTES:
+            raise ValueError(f"--max-bytes {self.max_bytes:,} reads less than adapt needs ({MIN_BYTES:,} bytes); raise it or leave it out")
         if not 0 <= self.general_share < 1:
             raise ValueError(f"general share {self.general_share} must be in [0, 1)")
 
@@ -107,6 +118,7 @@ class AdaptReport:
     minutes: float
     seconds: float
     peak_rss_mb: float
+    held_out_tokens_per_byte: dict[str, float] = field(default_factory=dict)  # over every held-out byte, not only the evaluated sample
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -127,20 +139,35 @@ class AdaptReport:
 
 
 def split_domain(texts: list[TextSet], config: AdaptConfig) -> tuple[list[str], list[str], list[str]]:
-    """(adaptation, validation, held-out) documents, by a hash of each (no document on two sides)."""
-    from ..data.documents import as_documents, split_documents
+    """(adaptation, validation, held-out) documents, by a hash of each: no document on two sides.
 
-    documents = as_documents([doc for text in texts for doc in text.documents])
+    Whole documents are split when the text has enough of them to fill every side; long ones are cut
+    (:func:`..data.documents.as_documents`) only afterwards, so two parts of one page never sit on
+    two sides. A text of a few long documents (one manual exported as one file) is split by its parts."""
+    from ..data.documents import as_documents
+
+    documents = [doc for text in texts for doc in text.documents]
     size = sum(len(doc.encode("utf-8")) for doc in documents)
     if size < MIN_BYTES:
         raise ValueError(f"the domain text holds {size:,} bytes; adapt needs at least {MIN_BYTES:,} (about 15 pages) to learn new "
                          "tokens and keep some documents unseen; give more text")
+    sides = _three_ways(documents, config)
+    if sides is None:
+        sides = _three_ways(as_documents(documents), config)
+    if sides is None:
+        raise ValueError(f"the domain text gives {len(as_documents(documents))} document(s), too few to hold {config.held_out:.0%} and "
+                         f"{config.validation:.0%} of them out; give more documents (or one file with more paragraphs)")
+    adaptation, validation, held = sides
+    return as_documents(adaptation), as_documents(validation), as_documents(held)
+
+
+def _three_ways(documents: list[str], config: AdaptConfig) -> tuple[list[str], list[str], list[str]] | None:
+    """(adaptation, validation, held-out) by hash; None when a side would be empty."""
+    from ..data.documents import split_documents
+
     kept, held = split_documents(documents, config.held_out, salt="adapt-held-out")
     adaptation, validation = split_documents(kept, config.validation / (1 - config.held_out), salt="adapt-validation")
-    if not held or not validation:
-        raise ValueError(f"the domain text gives {len(documents)} document(s), too few to hold {config.held_out:.0%} and "
-                         f"{config.validation:.0%} of them out; give more documents (or one file with more paragraphs)")
-    return adaptation, validation, held
+    return (adaptation, validation, held) if held and validation and adaptation else None
 
 
 def _write_jsonl(path: Path, documents: list[str]) -> str:
@@ -150,6 +177,10 @@ def _write_jsonl(path: Path, documents: list[str]) -> str:
 
 def _general_documents(spec: str, n_bytes: int) -> list[str]:
     return load_texts(spec, max_bytes=max(1, n_bytes)).documents if n_bytes > 0 else []
+
+
+def _tokens_per_byte(tokenizer: Any, documents: list[str]) -> float:
+    return sum(len(tokenizer.encode(doc)) for doc in documents) / max(1, sum(len(doc.encode("utf-8")) for doc in documents))
 
 
 def _evaluate(loaded: Any, text_sets: list[TextSet], label: str, progress: Any) -> list[AdaptRow]:
@@ -199,18 +230,19 @@ def adapt(model: str, config: AdaptConfig, *, out: str | Path | None = None, pro
     if out is not None:
         out = Path(out).expanduser()
         check_output_folder(out, inputs=[location])
-    domain = [load_texts(spec) for spec in config.text]
+    domain = [load_texts(spec, max_bytes=config.max_bytes) for spec in config.text]
     adaptation, validation, held = split_domain(domain, config)
     base = load_tokenizer(location)
     vocab_size = config.vocab_size or base.vocab_size + (config.new_tokens or DEFAULT_NEW_TOKENS)
     held_set = TextSet("held-out documents", held)
     general_set = load_texts(f"{config.general}:test", max_bytes=config.eval_bytes)
-    held_eval = held_set.limit_bytes(config.eval_bytes) if held_set.n_bytes > config.eval_bytes else held_set
+    held_eval = TextSet("held-out documents", spread_sample(held, config.eval_bytes))
     eval_sets = [held_eval, general_set]
     with tempfile.TemporaryDirectory(prefix="tokenshift-adapt-") as scratch_name:
         scratch = Path(scratch_name)
         adaptation_file = _write_jsonl(scratch / "adaptation.jsonl", adaptation)
-        tokenizer, train_report = train_tokenizer([adaptation_file], TrainConfig(vocab_size=vocab_size, extend=location, kind=config.kind),
+        tokenizer, train_report = train_tokenizer([adaptation_file], TrainConfig(vocab_size=vocab_size, extend=location, kind=config.kind,
+                                                                                         max_words=MAX_WORDS),
                                                   out=scratch / "tokenizer")
         original = load_model(location, device=config.device)
         rows = _evaluate(original, eval_sets, "original", progress)
@@ -228,6 +260,7 @@ def adapt(model: str, config: AdaptConfig, *, out: str | Path | None = None, pro
         rows += _evaluate(healed, eval_sets, "adapted", progress)
         del healed, healed_model
         facts = train_report.superbpe or {}
+        whole_held = {"original": _tokens_per_byte(base, held), "adapted": _tokens_per_byte(tokenizer, held)}
         report = AdaptReport(
             model=model, texts=list(config.text),
             split={name: {"documents": len(docs), "bytes": sum(len(d.encode("utf-8")) for d in docs)}
@@ -236,9 +269,12 @@ def adapt(model: str, config: AdaptConfig, *, out: str | Path | None = None, pro
             rows=rows, train=train_report.to_json(), transplant=transplant_report.to_json(), heal=heal_report.to_json(),
             minutes=config.minutes, seconds=round(time.perf_counter() - started, 1),
             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            held_out_tokens_per_byte={k: round(v, 6) for k, v in whole_held.items()},
             notes=[f"held-out documents: {len(held)} of the domain text's documents ({held_set.n_bytes:,} bytes), chosen by a hash of "
-                   "each, never trained on or chosen on; evaluated on their leading "
-                   f"{held_eval.n_bytes:,} bytes",
+                   f"each, never trained on or chosen on; evaluated on {held_eval.n_bytes:,} bytes drawn evenly from all of them "
+                   f"(blocks of about 2 KB, one in every {max(1, round(held_set.n_bytes / max(1, held_eval.n_bytes)))}); over every held-out byte, "
+                   f"tokens per byte {whole_held['original']:.4f} → {whole_held['adapted']:.4f} "
+                   f"({whole_held['adapted'] / whole_held['original'] - 1:+.1%})",
                    f"general text: {general_set.name}, leading {general_set.n_bytes:,} bytes; the heal trained on the adaptation "
                    f"documents plus {general_bytes:,} bytes of {config.general}:train",
                    f"the heal kept '{heal_report.kept.get('state')}': {heal_report.kept.get('reason')}"])

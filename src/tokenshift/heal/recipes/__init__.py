@@ -8,6 +8,8 @@ A recipe is a sequence of phases, each given a share of the budget (minutes or t
     fit-head      the new output rows fitted on cached final hidden states (the head is untied)
     lora-distill  LoRA on the body plus the new rows, distilled from the original model (chunk likelihoods)
     rows-lora     distill-rows, then lora-distill (the default for a replacement tokenizer, see README)
+    lora-ntp      LoRA on the body plus the new rows, next-token loss on the training text
+    domain        distill-rows, fit-head, then lora-ntp (the default of `tokenshift adapt`)
     stages        the staged trainer (next-token loss and/or cross-tokenizer distillation; any rows,
                   the whole body, LoRA), built for GPUs and several processes; see ``--stages``
 
@@ -145,4 +147,4 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES.find(name)
 
 
-from . import distill_rows, fit_head, lora_distill, rows, stages  # noqa: E402,F401  (registration)
+from . import distill_rows, domain, fit_head, lora_distill, rows, stages  # noqa: E402,F401  (registration)

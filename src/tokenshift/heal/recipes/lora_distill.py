@@ -14,6 +14,11 @@ plain Hugging Face folder.
 Sequences of at most 256 tokens, batched by length up to 1,024 tokens a step, a peak rate of ``lora_lr`` (5e-4) with a cosine over the phase's time: the
 settings of the CPU probe on pair (c) (README). An extension's teacher is the original model loaded
 afresh, since the student's softmax includes the new rows.
+
+``lora-ntp`` is the same loop with the next-token loss on the training text instead of the original
+as the target: what domain adaptation needs, where the text is the goal and the original model is the
+bar to pass (a teacher caps the student at the teacher's loss; the plain fine-tuned original beats it on
+the domain, ``bench/adapt.py``'s finetuned arm). No teacher is run, so a step is about a third cheaper.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..data import length_batches, make_batch, training_pieces
-from ..losses import distillation_loss
+from ..losses import distillation_loss, next_token_loss
 from . import PhaseClock, PhaseContext, PhaseResult, Recipe, original_teacher, register_phase, register_recipe
 
 if TYPE_CHECKING:
@@ -47,6 +52,17 @@ def lr_factor(step: int, elapsed: float, seconds: float) -> float:
 
 @register_phase("lora-distill", trains_body=True)
 def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    return _lora_phase(ctx, seconds=seconds, tokens=tokens, distill=True)
+
+
+@register_phase("lora-ntp", trains_body=True)
+def lora_ntp(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> PhaseResult:
+    return _lora_phase(ctx, seconds=seconds, tokens=tokens, distill=False)
+
+
+def _lora_phase(ctx: PhaseContext, *, seconds: float, tokens: int | None, distill: bool) -> PhaseResult:
+    """LoRA on the body plus the new rows; the loss: the original's chunk likelihoods (``distill``) or
+    the training text's next tokens."""
     import torch
 
     from ..forward import TokenLogprobs
@@ -56,12 +72,13 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     config = ctx.config
     started = time.perf_counter()
     clock = PhaseClock(ctx.deadline, seconds, tokens)
-    teacher = original_teacher(ctx)
+    name = "lora-distill" if distill else "lora-ntp"
+    teacher = original_teacher(ctx) if distill else None
     pieces = training_pieces(ctx.documents, ctx.tokenizer, seq_len=SEQ_LEN)
     random.Random(config.seed).shuffle(pieces)
     held, train = pieces[:HELD_OUT], pieces[HELD_OUT:]
     if not train:
-        raise ValueError("lora-distill: the training text is too short to train on; give more text")
+        raise ValueError(f"{name}: the training text is too short to train on; give more text")
 
     ctx.model.requires_grad_(False)
     adapters = add_lora(ctx.model, rank=config.lora_rank, alpha=config.lora_alpha, rows=ctx.new_ids.tolist(), seed=config.seed)
@@ -69,9 +86,14 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lora_lr, betas=(0.9, 0.95), eps=1e-8)
     params = adapters.lora + adapters.rows
     student_lp = TokenLogprobs(ctx.model, impl="chunked")
-    teacher_lp = TokenLogprobs(teacher, impl="chunked")
+    teacher_lp = TokenLogprobs(teacher, impl="chunked") if teacher is not None else None
 
     def batch_loss(batch_pieces: list[str]) -> tuple[torch.Tensor, int]:
+        if teacher_lp is None:
+            rows = make_batch(batch_pieces, ctx.tokenizer, None, seq_len=SEQ_LEN).to(ctx.device)
+            with autocast(ctx.device, ctx.mixed):
+                logprobs = student_lp(rows.student.input_ids, rows.student.attention_mask, rows.student.targets, rows.student.scored)
+            return next_token_loss(logprobs.float()), rows.tokens
         batch = make_batch(batch_pieces, ctx.tokenizer, ctx.teacher_tokenizer, seq_len=SEQ_LEN, teacher_len=4 * SEQ_LEN).to(ctx.device)
         s, t = batch.student, batch.teacher
         with torch.no_grad(), autocast(ctx.device, ctx.mixed):
@@ -115,11 +137,12 @@ def lora_distill(ctx: PhaseContext, *, seconds: float, tokens: int | None) -> Ph
         seen_tokens += n_tokens
         clock.stepped()
         if clock.steps % 10 == 0:
-            ctx.log(f"lora-distill step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
+            ctx.log(f"{name} step {clock.steps}: loss {loss.item():.4f}, {seen_tokens:,} tokens, {ctx.deadline.elapsed() / 60:.1f} min")
     end_loss = held_loss()
     merged = merge_lora(adapters)
     ctx.model.requires_grad_(False)
-    return PhaseResult("lora-distill", round(time.perf_counter() - started, 3), seen_tokens, f"{config.distance} of chunk likelihoods",
+    objective = f"{config.distance} of chunk likelihoods" if distill else "next-token loss (nats per token)"
+    return PhaseResult(name, round(time.perf_counter() - started, 3), seen_tokens, objective,
                        start_loss, end_loss, {"steps": clock.steps, "lr": config.lora_lr, "batch": BATCH, "seq_len": SEQ_LEN, "rank": config.lora_rank,
                                               "alpha": config.lora_alpha, "lora_layers": merged, "new_rows": int(len(ctx.new_ids))})
 
@@ -128,3 +151,5 @@ register_recipe(Recipe("lora-distill", (("lora-distill", 1.0),),
                        "LoRA on the body plus the new rows, distilled from the original model; merged at the end"))
 register_recipe(Recipe("rows-lora", (("distill-rows", 0.3), ("lora-distill", 0.7)),
                        "distill-rows, then lora-distill: new input rows first, then the body learns the new splits from the original"))
+register_recipe(Recipe("lora-ntp", (("lora-ntp", 1.0),),
+                       "LoRA on the body plus the new rows, next-token loss on the training text; merged at the end"))
