@@ -197,3 +197,14 @@ def test_heal_takes_one_big_file_and_holds_out_its_last_paragraphs(tmp_path, tin
     tiny.write_text("only a few words")
     with pytest.raises(ValueError, match="too little to hold some out for evaluation"):
         training_texts(HealConfig(text=(str(tiny),), minutes=1))
+
+
+def test_adapt_says_when_the_adapted_model_is_worse_than_the_original():
+    from tokenshift.domain.run import AdaptReport, AdaptRow, worse_than_original
+
+    rows = [AdaptRow("held-out documents", "original", 0.37, 1.46, 100), AdaptRow("held-out documents", "adapted", 0.24, 1.24, 100),
+            AdaptRow("wiki-en:test", "original", 0.21, 0.85, 100), AdaptRow("wiki-en:test", "adapted", 0.21, 1.72, 100)]
+    report = AdaptReport(model="m", texts=["t"], split={}, vocab_size=1, new_tokens=1, superwords=0, rows=rows, train={}, transplant={},
+                         heal={}, minutes=1.0, seconds=1.0, peak_rss_mb=1.0)
+    (line,) = worse_than_original(report)
+    assert line.startswith("on wiki-en:test the adapted model is +102.4% in bits per byte") and "keep the original" in line

@@ -278,9 +278,25 @@ def adapt(model: str, config: AdaptConfig, *, out: str | Path | None = None, pro
                    f"general text: {general_set.name}, leading {general_set.n_bytes:,} bytes; the heal trained on the adaptation "
                    f"documents plus {general_bytes:,} bytes of {config.general}:train",
                    f"the heal kept '{heal_report.kept.get('state')}': {heal_report.kept.get('reason')}"])
+        for warning in worse_than_original(report):
+            logger.warning(warning)
+            report.notes.append(warning)
         if out is not None:
             _write_adapted(out, healed_dir, report, heal_report, gguf=config.gguf)
     return report
+
+
+def worse_than_original(report: AdaptReport, tolerance: float = 0.01) -> list[str]:
+    """One line per evaluated text where the adapted model's bits per byte are more than ``tolerance``
+    above the original's: the heal never returns a state worse than the zero-shot start, but that
+    start can itself be far worse than the original."""
+    lines = []
+    for text in dict.fromkeys(r.text for r in report.rows):
+        before, after = report.row(text, "original").bits_per_byte, report.row(text, "adapted").bits_per_byte
+        if after > before * (1 + tolerance):
+            lines.append(f"on {text} the adapted model is {after / before - 1:+.1%} in bits per byte against the original "
+                         f"({before:.4f} → {after:.4f}); give the heal more --minutes or more text, or keep the original")
+    return lines
 
 
 def _write_adapted(out: Path, healed_dir: Path, report: AdaptReport, heal_report: Any, *, gguf: bool) -> None:
