@@ -269,3 +269,20 @@ def test_transplant_leaves_the_callers_tokenizer_untouched(tiny_model_dir, tmp_p
     assert new.chat_template is None and returned is not new
     renamed = new.replaced(name="other")
     assert renamed.name == "other" and new.name != "other"
+
+
+def test_a_sentencepiece_token_keeps_its_own_row_not_its_byte_fallback_twin():
+    """Gemma-style vocabularies spell "e" both as the piece and as <0x65>, the byte row first: an
+    extension must copy each old piece from itself (identity plan), never from the byte row."""
+    from conftest import spm_style_backend
+    from tokenshift.tokenizer import Tokenizer
+    from tokenshift.tokenizer.core import roles_from_names
+
+    backend, _ = spm_style_backend()
+    tokenizer = Tokenizer(backend, name="spm", special=roles_from_names(backend, adds_bos=True))
+    vocab = backend.get_vocab()
+    assert "e" in vocab and "<0x65>" in vocab and vocab["<0x65>"] < vocab["e"]
+    plan = build_plan(tokenizer, tokenizer, old_rows=tokenizer.vocab_size)
+    exact = [i for i, a in enumerate(plan.assignment) if a == "exact"]
+    copied = dict(zip(plan.copy_new.tolist(), plan.copy_old.tolist()))
+    assert vocab["e"] in exact and all(copied[i] == i for i in exact)

@@ -1,7 +1,8 @@
 """Which old rows each new token's embedding is built from.
 
 Every new id gets one assignment:
-- ``exact``: its byte string is an old token (Ġ / ▁ / <0xNN> spellings normalised): the row is copied;
+- ``exact``: its byte string is an old token (Ġ / ▁ / <0xNN> spellings normalised): the row is copied,
+  from the old token of the same name when there is one (else the lowest id spelling those bytes);
 - ``special``: a special token, matched in this order: the token each document starts with takes the
   old tokenizer's (BOS for Gemma or Llama-3, ``<|endoftext|>`` for SmolLM2 or Qwen, see
   :meth:`Tokenizer.conditioning_token`), then a special token of the same name (chat markers,
@@ -146,7 +147,13 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
             assignment.append("fallback")
             fallback.append(new_id)
             continue
-        old_id = old_by_bytes.get(data)
+        # The old token of the same name and bytes first: a SentencePiece vocabulary spells "e" both as
+        # the piece e and as the byte-fallback <0x65>, and the lowest id by bytes is the rarely trained
+        # byte row (Gemma-3: 110 of the most frequent characters, and "\n", took their byte rows, which
+        # doubled an extension's bits per byte on English).
+        old_id = old_vocab.get(name) if name is not None else None
+        if old_id is None or old_id >= old_rows or old_id in old_specials or old.token_bytes(old_id) != data:
+            old_id = old_by_bytes.get(data)
         if old_id is not None:
             assignment.append("exact")
             copy_new.append(new_id)
