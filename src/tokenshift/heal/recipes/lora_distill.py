@@ -18,7 +18,7 @@ afresh, since the student's softmax includes the new rows.
 ``lora-ntp`` is the same loop with the next-token loss on the training text instead of the original
 as the target: what domain adaptation needs, where the text is the goal and the original model is the
 bar to pass (a teacher caps the student at the teacher's loss; the plain fine-tuned original beats it on
-the domain, ``bench/adapt.py``'s finetuned arm). No teacher is run, so a step is about a third cheaper.
+the domain, ``bench/adapt.py``'s finetuned arm). No teacher is run: one forward pass fewer per step.
 """
 
 from __future__ import annotations
