@@ -180,7 +180,9 @@ def _general_documents(spec: str, n_bytes: int) -> list[str]:
 
 
 def _tokens_per_byte(tokenizer: Any, documents: list[str]) -> float:
-    return sum(len(tokenizer.encode(doc)) for doc in documents) / max(1, sum(len(doc.encode("utf-8")) for doc in documents))
+    from ..train.transition import count_tokens
+
+    return count_tokens(tokenizer.backend, documents) / max(1, sum(len(doc.encode("utf-8")) for doc in documents))
 
 
 def _evaluate(loaded: Any, text_sets: list[TextSet], label: str, progress: Any) -> list[AdaptRow]:
