@@ -55,7 +55,7 @@ $(PEERS)/.installed:
 	touch $@
 
 bench: $(INSTALLED) peers
-	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 man-en man-fr man-es man-de man-it
+	$(BIN)/tokenshift assets --install $(DEMO_ASSETS) gemma3-270m gemma-3 man-en man-fr man-es man-de man-it handbook-en handbook-fr
 	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/train.py --sections main extension transfer
 	$(BIN)/python bench/transplant.py --peer-python $(PEERS)/bin/python

