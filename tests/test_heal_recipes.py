@@ -251,6 +251,19 @@ def test_guard_keeps_the_best_state_no_worse_than_the_start():
     assert kept["state"] == "one" and states["value"] == 1 and "b 1.1000 > 1.0000" in kept["reason"]
 
 
+def test_guard_rewinds_a_phase_that_did_not_pay_so_the_next_starts_from_the_best():
+    states = {"value": 0}
+    guard = NeverWorse(lambda: states["value"], lambda state: states.update(value=state))
+    guard.offer("start", {"a": 2.0})
+    assert guard.rewind() is None  # the model holds the best state already
+    states["value"] = 1
+    guard.offer("rows", {"a": 2.2})  # worse: the next phase must not train from it
+    assert guard.rewind() == "start" and states["value"] == 0
+    states["value"] = 2
+    guard.offer("body", {"a": 1.5})
+    assert guard.rewind() is None and guard.finish(keep_last=False)["state"] == "body" and states["value"] == 2
+
+
 def test_deadline_counts_on_its_clock():
     now = [10.0]
     deadline = Deadline(60, clock=lambda: now[0])
@@ -258,6 +271,14 @@ def test_deadline_counts_on_its_clock():
     assert deadline.elapsed() == 30 and deadline.remaining() == 30 and not deadline.expired()
     now[0] = 71.0
     assert deadline.expired() and Deadline(None).remaining() == float("inf")
+
+
+def test_a_phase_that_harms_is_undone_before_the_next_phase(extended):
+    harm = cfg(extended, recipe="domain", keep_last=False, row_lr=50.0, lora_lr=1e-3)  # rows at lr 50: distill-rows harms
+    _, _, report = heal(extended["student"], config=harm)
+    first, *rest = report.phases
+    assert first["name"] == "distill-rows" and first["undone"].startswith("did not improve on start"), report.curve
+    assert [p["name"] for p in rest] == ["fit-head", "lora-ntp"]
 
 
 def test_stages_never_worse_reloads_the_input_model(extended):

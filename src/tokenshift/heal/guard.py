@@ -76,6 +76,16 @@ class NeverWorse:
             self.best = offer
         self.last = offer
 
+    def rewind(self) -> str | None:
+        """Go back to the best state when the last offer is not it, so that the next phase trains from
+        the best state rather than from one a phase made worse; return the label gone back to (None:
+        the model already holds the best state)."""
+        if self.best is None or self.last is None or self.last is self.best:
+            return None
+        self.restore(self.best.state)
+        self.last = self.best
+        return self.best.label
+
     def finish(self, *, keep_last: bool) -> dict[str, Any]:
         """``{"state": label, "reason": ..., "bits_per_byte": {...}}`` of the state the model now holds."""
         if self.start is None or self.last is None:
