@@ -156,6 +156,27 @@ def test_warns_when_digit_schemes_differ(tiny_model_dir, tmp_path, caplog):
     assert same.warnings == []
 
 
+def test_superword_rows_can_be_built_from_their_first_and_last_piece():
+    from tokenshift.transplant.methods.scaled import scaled_rows
+    from tokenshift.transplant.plan import TransplantPlan, spans_words
+
+    assert spans_words(b" the file") and spans_words(b"voir la") and not spans_words(b" file") and not spans_words(b"file\n")
+    old = torch.tensor([[1.0, 0], [0, 1.0], [3.0, 3.0]])
+    long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    # token 3 = pieces 0 1 (a subword), token 4 = pieces 0 1 2 (a superword)
+    plan = TransplantPlan(new_size=5, old_size=3, assignment=["exact"] * 3 + ["composed"] * 2, copy_new=long([0, 1, 2]),
+                          copy_old=long([0, 1, 2]), composed=long([3, 4]), piece_ids=long([0, 1, 0, 1, 2]), piece_offsets=long([0, 2, 5]),
+                          piece_bytes=torch.ones(5), fallback=long([]), superword=torch.tensor([False, True]))
+    assert plan.piece_positions().tolist() == [1, 2, 1, 2, 3]
+    same = scaled_rows(old, plan, scale=0.5, length_power=0.0)
+    torch.testing.assert_close(same, torch.tensor([[0.25, 0.25], [2 / 3, 2 / 3]]))
+    rows = scaled_rows(old, plan, scale=0.5, length_power=0.0, superword_pieces="first+last")
+    torch.testing.assert_close(rows[0], same[0])  # a subword keeps every piece
+    torch.testing.assert_close(rows[1], 0.5 * (old[0] + old[2]) / 2)  # the superword: its first and last piece
+    with pytest.raises(ValueError, match="superword_pieces 'middle': choose all or first"):
+        scaled_rows(old, plan, superword_pieces="middle")
+
+
 def test_scaled_rows_are_the_shrunk_length_weighted_mean(tiny_model_dir, new_tokenizer_dir):
     from tokenshift.transplant.methods.scaled import scaled_rows
     from tokenshift.transplant.methods.subword import piece_mean

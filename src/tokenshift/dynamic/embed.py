@@ -64,6 +64,7 @@ def merge_plan(vocabulary: DynamicVocabulary, *, piece_bytes: list[int]) -> Any:
         copy_old=empty, composed=torch.arange(vocabulary.base_size, vocabulary.base_size + k), piece_ids=torch.tensor(pieces, dtype=torch.long),
         piece_offsets=torch.tensor(offsets, dtype=torch.long),
         piece_bytes=torch.tensor([max(1, piece_bytes[p]) for p in pieces], dtype=torch.float32), fallback=empty,
+        superword=torch.zeros(k, dtype=torch.bool),  # merges are spelled by ids here, not bytes: every one is built as a subword
     )
 
 

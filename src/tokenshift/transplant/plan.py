@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 class TransplantPlan:
     """``copy_new[i]`` takes old row ``copy_old[i]``; ``composed`` new ids are built from their pieces:
     old ids ``piece_ids[piece_offsets[j]:piece_offsets[j+1]]`` for the j-th composed token, whose piece
-    byte lengths are ``piece_bytes`` (same layout)."""
+    byte lengths are ``piece_bytes`` (same layout); ``superword[j]`` is whether the j-th composed token
+    spans more than one word (a superword: whitespace between its first and last word)."""
 
     new_size: int
     old_size: int
@@ -46,6 +47,14 @@ class TransplantPlan:
     piece_offsets: torch.Tensor
     piece_bytes: torch.Tensor
     fallback: torch.Tensor
+    superword: torch.Tensor
+
+    def piece_positions(self) -> torch.Tensor:
+        """For each entry of ``piece_ids``, its position (1, 2, ...) within its token's pieces."""
+        import torch
+
+        starts = self.piece_offsets[:-1][self.piece_segments()]
+        return torch.arange(len(self.piece_ids), device=self.piece_ids.device) - starts + 1
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(self.assignment))
@@ -81,6 +90,11 @@ class TransplantPlan:
 
         return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)
                                             if isinstance(getattr(self, f.name), torch.Tensor)})
+
+
+def spans_words(data: bytes) -> bool:
+    """Whether a token's bytes hold whitespace between two non-whitespace bytes ("▁the▁file", " is a")."""
+    return any(c in data.strip() for c in b" \t\n\r")
 
 
 def old_pieces(old: Tokenizer, data: bytes) -> list[int]:
@@ -124,6 +138,7 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
     piece_bytes: list[int] = []
     offsets = [0]
     fallback: list[int] = []
+    superword: list[bool] = []
     new_bytes = new.vocab_bytes()
     for new_id in range(new.vocab_size):
         data = new_bytes[new_id]
@@ -166,6 +181,7 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
             continue
         assignment.append("composed")
         composed.append(new_id)
+        superword.append(spans_words(data))
         pieces.extend(ids)
         piece_bytes.extend(max(1, len(old.token_bytes(i) or b"")) for i in ids)
         offsets.append(len(pieces))
@@ -174,4 +190,5 @@ def build_plan(old: Tokenizer, new: Tokenizer, *, old_rows: int) -> TransplantPl
         new_size=new.vocab_size, old_size=old_rows, assignment=assignment, copy_new=as_long(copy_new), copy_old=as_long(copy_old),
         composed=as_long(composed), piece_ids=as_long(pieces), piece_offsets=as_long(offsets),
         piece_bytes=torch.tensor(piece_bytes, dtype=torch.float32), fallback=as_long(fallback),
+        superword=torch.tensor(superword, dtype=torch.bool),
     )

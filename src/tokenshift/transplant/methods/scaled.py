@@ -21,12 +21,28 @@ from . import register
 from .subword import piece_mean
 
 
+SUPERWORD_PIECES = ("all", "first+last")
+
+
 @register("scaled", "length-weighted subword mean shrunk by scale (default 0.85); lowest bits per byte measured")
-def scaled_rows(old: Any, plan: Any, *, donor: Any = None, scale: float = 0.85, length_power: float = 1.0) -> Any:
-    """old: (V_old, D) -> (n_composed, D)"""
+def scaled_rows(old: Any, plan: Any, *, donor: Any = None, scale: float = 0.85, length_power: float = 1.0,
+                superword_pieces: str = "all") -> Any:
+    """old: (V_old, D) -> (n_composed, D). ``superword_pieces``: which pieces a superword's row is
+    built from (``plan.superword``: tokens spanning several words): ``all`` of them, or its ``first+last``
+    piece only (see ``methods.EXTENSION_OPTIONS`` for the measurement)."""
+    import torch
+
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}; 1 gives the plain length-weighted mean")
     if not 0 <= length_power <= 4:
         raise ValueError(f"length_power must be in [0, 4], got {length_power}; 0 weighs every piece the same, 1 by its bytes")
-    weights = None if length_power == 0 else plan.piece_bytes ** length_power
+    if superword_pieces not in SUPERWORD_PIECES:
+        raise ValueError(f"superword_pieces {superword_pieces!r}: choose {' or '.join(SUPERWORD_PIECES)}")
+    weights = torch.ones(len(plan.piece_ids), device=plan.piece_bytes.device) if length_power == 0 else plan.piece_bytes ** length_power
+    if superword_pieces == "first+last" and bool(plan.superword.any()):
+        segments = plan.piece_segments()
+        position = plan.piece_positions().to(weights.device)
+        count = (plan.piece_offsets[1:] - plan.piece_offsets[:-1])[segments].to(weights.device)
+        middle = plan.superword.to(segments.device)[segments].to(weights.device) & (position > 1) & (position < count)
+        weights = weights.masked_fill(middle, 0.0)
     return piece_mean(old, plan, weights=weights) * scale
