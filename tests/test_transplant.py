@@ -257,7 +257,8 @@ def test_extension_transplant_copies_old_rows_and_pads(tiny_model_dir, tmp_path)
     train_tokenizer([str(tmp_path / "new.txt")], TrainConfig(vocab_size=old.tokenizer.vocab_size + 30, extend=str(tiny_model_dir), protect=()),
                     out=tmp_path / "ext")
     lm, new, report = transplant(str(tiny_model_dir), str(tmp_path / "ext"), out=tmp_path / "moved")
-    assert report.extension and report.method == "scaled" and report.options == {"scale": 0.92, "length_power": 0.0} and "extends" in report.method_reason
+    assert report.extension and report.method == "scaled" and "extends" in report.method_reason
+    assert report.options == {"scale": 0.92, "length_power": 0.0, "superword_pieces": "first+last"}
     assert report.copied_ids == [[0, old.tokenizer.vocab_size]]
     rows = lm.get_input_embeddings().weight
     old_rows = old.model.get_input_embeddings().weight
