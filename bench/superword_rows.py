@@ -34,18 +34,6 @@ ARMS = ("mean x0.92", "mean x0.8", "mean x0.7", "mean x0.6", "mean x1.0", "mean 
         "later x1.1", "later2 x0.92", "last x0.92", "first", "first+last x0.92")
 
 
-def superword_positions(tokenizer, plan) -> list[int]:
-    """Indices j into ``plan.composed`` of the tokens that span a word boundary (whitespace after text)."""
-    new_bytes = tokenizer.vocab_bytes()
-    positions = []
-    for j, new_id in enumerate(plan.composed.tolist()):
-        data = new_bytes[new_id] or b""
-        body = data.lstrip()
-        if any(c in body.rstrip() for c in b" \n\t"):
-            positions.append(j)
-    return positions
-
-
 def arm_rows(arm: str, old, pieces: list[int]):
     import torch
 
@@ -103,7 +91,7 @@ def run_domain(model: str, domain: str, max_bytes: int, arms: tuple[str, ...]) -
         del original
         moved_model, moved_tokenizer, _ = transplant(location, str(scratch / "tokenizer"), config=TransplantConfig(method="auto"))
         plan = build_plan(base, moved_tokenizer, old_rows=old_in.shape[0])
-        supers = superword_positions(moved_tokenizer, plan)
+        supers = plan.superword.nonzero().flatten().tolist()  # the plan marks tokens that span words
         offsets = plan.piece_offsets.tolist()
         print(f"{domain}: {len(plan.composed)} composed new tokens, {len(supers)} of them superwords", file=sys.stderr)
         emb_in = moved_model.get_input_embeddings().weight

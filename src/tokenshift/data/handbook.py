@@ -61,8 +61,13 @@ class _PageText(HTMLParser):
     def _end_line(self) -> None:
         text = "".join(self.current)
         self.current = []
-        lines = [text.strip("\n")] if self.pre_depth else [_SPACES.sub(" ", text).strip()]
-        self.lines.extend(line for line in lines if line.strip())
+        line = text.strip("\n") if self.pre_depth else _SPACES.sub(" ", text).strip()
+        if line.strip():
+            self.lines.append(line)
+
+    def close(self) -> None:
+        super().close()
+        self._end_line()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._VOID:
@@ -104,7 +109,6 @@ def page_text(html: str) -> str:
     parser = _PageText()
     parser.feed(html)
     parser.close()
-    parser._end_line()
     return "\n".join(parser.lines).strip()
 
 
