@@ -9,7 +9,7 @@ A recipe is a sequence of phases, each given a share of the budget (minutes or t
     lora-distill  LoRA on the body plus the new rows, distilled from the original model (chunk likelihoods)
     rows-lora     distill-rows, then lora-distill (the default for a replacement tokenizer, see README)
     lora-ntp      LoRA on the body plus the new rows, next-token loss on the training text
-    domain        distill-rows, fit-head, then lora-ntp (the default of `tokenshift adapt`)
+    domain        distill-rows, then lora-ntp (the default of `tokenshift adapt`)
     stages        the staged trainer (next-token loss and/or cross-tokenizer distillation; any rows,
                   the whole body, LoRA), built for GPUs and several processes; see ``--stages``
 
