@@ -12,7 +12,7 @@ TEST_ASSETS := smollm2-135m smollm2 gpt2 wiki-en wiki-fr
 
 PEERS := .venv-peers
 
-.PHONY: setup demo test test-slow bench peers clean-venv
+.PHONY: setup demo test test-slow docs bench peers clean-venv
 
 setup: $(INSTALLED)
 
@@ -27,14 +27,25 @@ demo: $(INSTALLED)
 	$(BIN)/tokenshift assets --install $(DEMO_ASSETS)
 	$(BIN)/tokenshift adapt smollm2-135m --text man-fr:train --max-bytes 1000000 --minutes 5 --out $(DEMO_OUT)
 
-test: $(INSTALLED)
+test: $(INSTALLED) docs
 	$(BIN)/tokenshift assets --install --quiet $(TEST_ASSETS)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The documentation site (docs/, mkdocs.yml) into site/. --strict: a broken link, a missing anchor or a page
+# left out of the navigation fails the build, and so `make test`. Builds offline, in seconds.
+DOCS_INSTALLED := $(VENV)/.docs-installed
+$(DOCS_INSTALLED): $(INSTALLED) pyproject.toml constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 # Also builds llama-cpp-python from its sdist, once (3.6 min on 2 idle cores, 11 on busy ones), for tests/test_export_llama_cpp.py,
-# and installs Debian's Chromium, once, for tests/test_report_browser.py (the --report pages in a real headless browser).
+# and installs Debian's Chromium, once, for tests/test_report_browser.py and tests/test_docs.py (the --report pages and the
+# documentation site in a real headless browser).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-test-slow: $(INSTALLED)
+test-slow: $(INSTALLED) docs
 	command -v chromium >/dev/null 2>&1 || { echo "installing Chromium (Debian's package) for tests/test_report_browser.py"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || { echo "building llama-cpp-python from source (4 to 11 minutes on 2 cores)"; \

@@ -10,7 +10,7 @@ everything the heal saw), tokens trained on, wall and CPU seconds (all threads).
 checks the issue's goals against the numbers of this run.
 
     python bench/heal.py --preset cpu [--pairs x c] [--recipes rows baseline] [--minutes 5 15]
-    python bench/heal.py --preset gpu   # one H100-class card: 285 s in all on an H200 (README)
+    python bench/heal.py --preset gpu   # one H100-class card: 285 s in all on an H200 (docs/benchmarks/heal.md)
 
 Artifacts (tokenizers, transplants, healed models) go to ``--scratch``; ``--json FILE`` saves every number.
 """

@@ -3,7 +3,7 @@
 Each case runs the CLI in-process and checks the exit code (2: bad input), that standard error is
 exactly one line, naming the problem (the expected words), with no traceback, and that nothing was
 left behind: no file or folder appeared or vanished in the model folder, the inputs or the place
-the output would have gone. The README counts the cases per command (see ``CASES_PER_COMMAND``).
+the output would have gone. docs/guide/bad-input.md counts the cases per command (see ``CASES_PER_COMMAND``).
 """
 
 from __future__ import annotations

@@ -214,10 +214,10 @@ def adapt(model: str, config: AdaptConfig, *, out: str | Path | None = None, pro
     """Adapt ``model`` to the domain of ``config.text`` (see the module docstring); with ``out``, write
     the adapted model folder there.
 
-    >>> from tokenshift import AdaptConfig, adapt
-    >>> report = adapt("smollm2-135m", AdaptConfig(text=("manuals/",), minutes=5), out="smollm2-manuals")  # doctest: +SKIP
-    >>> report.summary()[0][2]  # tokens per byte on the unseen documents  # doctest: +SKIP
-    '-27.1%'
+        >>> from tokenshift import AdaptConfig, adapt
+        >>> report = adapt("smollm2-135m", AdaptConfig(text=("manuals/",), minutes=5), out="smollm2-manuals")  # doctest: +SKIP
+        >>> report.summary()[0][2]  # tokens per byte on the unseen documents  # doctest: +SKIP
+        '-27.1%'
     """
     from ..heal import heal
     from ..modeling import load_model

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #   x0.7 +1.74%;  x0.92 plain mean +1.64%;  hybrid +1.49%;  by bytes^2: x1 +1.17%, x0.85 +1.14%, x0.7 +1.47%;
 #   by bytes^4 x0.85 +0.99%.  (English: 5 merges, 1.9% shorter, every method within +-0.5%: too few to choose by.)
 # A merged token inside a word reads best as its longest piece (the stem), lightly shrunk. 16 KB of wiki-fr:validation,
-# 64 merges (11.4% shorter): bytes^4 +1.27%, subword +1.73%. (On the test splits the mean is mostly ahead: see the README.)
+# 64 merges (11.4% shorter): bytes^4 +1.27%, subword +1.73%. (On the test splits the mean is mostly ahead: see docs/benchmarks/dynamic.md.)
 DEFAULT_METHOD = "scaled"
 DEFAULT_OPTIONS: dict[str, Any] = {"scale": 0.85, "length_power": 4.0}
 

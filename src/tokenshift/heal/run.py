@@ -191,9 +191,9 @@ def resolve_recipe(config: HealConfig, model: str) -> tuple[str, str]:
     if copied_ids_from_report(model) is None:
         return "stages", f"auto: {model} has no transplant.json with copied_ids, so the new rows are unknown"
     if transplant_record(model).get("extension"):
-        return "rows", "auto: an extension (every old row copied, new rows known); rows is the recipe measured best for one on a CPU (README)"
+        return "rows", "auto: an extension (every old row copied, new rows known); rows is the recipe measured best for one on a CPU (docs/benchmarks/heal.md)"
     return "rows-lora", ("auto: a replacement tokenizer re-splits words the model knew into old tokens, which only the body can learn; "
-                         "rows-lora is the recipe measured best for one on a CPU (README)")
+                         "rows-lora is the recipe measured best for one on a CPU (docs/benchmarks/heal.md)")
 
 
 def heal(

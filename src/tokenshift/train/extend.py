@@ -18,7 +18,7 @@ Text the base already reads well is protected twice:
   and the next learned merges take its places (:func:`drop_protected_merges`). The first rule only sees
   whole pretokens; this one also catches a French stem such as "Ġcondens" that would re-cut English
   words the protected sample never held ("Ġcondensate"), which is where an extension's English loss
-  comes from (each re-cut token costs the model ~10 bits, README).
+  comes from (each re-cut token costs the model ~10 bits, docs/benchmarks/transplant.md).
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 A recipe is a sequence of phases, each given a share of the budget (minutes or tokens):
 
-    rows          distill-rows, then fit-head (the default for an extension: measured best on 2 CPU cores, see README)
+    rows          distill-rows, then fit-head (the default for an extension: measured best on 2 CPU cores, see docs/benchmarks/heal.md)
     distill-rows  token distillation of the new input rows through a truncated model; head stays tied
-    distill-body  distill-rows with LoRA on the truncated layers too (measured on a replacement: README)
+    distill-body  distill-rows with LoRA on the truncated layers too (measured on a replacement: docs/benchmarks/heal.md)
     fit-head      the new output rows fitted on cached final hidden states (the head is untied)
     lora-distill  LoRA on the body plus the new rows, distilled from the original model (chunk likelihoods)
-    rows-lora     distill-rows, then lora-distill (the default for a replacement tokenizer, see README)
+    rows-lora     distill-rows, then lora-distill (the default for a replacement tokenizer, see docs/benchmarks/heal.md)
     lora-ntp      LoRA on the body plus the new rows, next-token loss on the training text
     domain        distill-rows, then lora-ntp (the default of `tokenshift adapt`)
     stages        the staged trainer (next-token loss and/or cross-tokenizer distillation; any rows,

@@ -7,7 +7,7 @@ new token on, the two final hidden states describe the same history and should a
 their mean squared difference. Only the new rows get a gradient, and only the rows in the batch move
 (:class:`~tokenshift.heal.rows.RowAdam`).
 
-What makes it pay on a CPU (measured, wiki-fr validation, README): the model is truncated to its
+What makes it pay on a CPU (measured, wiki-fr validation, docs/benchmarks/heal.md): the model is truncated to its
 first ~47% of decoder layers (then the final norm), so a step costs under half a full forward and
 backward; bf16 autocast where the CPU has it; short pieces (~200 bytes) and a high row learning rate
 (3e-3) because each row is seen a handful of times in a few minutes.

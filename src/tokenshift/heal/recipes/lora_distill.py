@@ -12,7 +12,7 @@ with it and got worse with the row recipes). The adapters are merged at the end:
 plain Hugging Face folder.
 
 Sequences of at most 256 tokens, batched by length up to 1,024 tokens a step, a peak rate of ``lora_lr`` (5e-4) with a cosine over the phase's time: the
-settings of the CPU probe on pair (c) (README). An extension's teacher is the original model loaded
+settings of the CPU probe on pair (c) (docs/benchmarks/heal.md). An extension's teacher is the original model loaded
 afresh, since the student's softmax includes the new rows.
 
 ``lora-ntp`` is the same loop with the next-token loss on the training text instead of the original

@@ -1,5 +1,5 @@
 """The default recipe: token distillation of the new input rows, then the new output rows fitted on
-cached hidden states. Shares of the budget measured on wiki-fr validation (README)."""
+cached hidden states. Shares of the budget measured on wiki-fr validation (docs/benchmarks/heal.md)."""
 
 from __future__ import annotations
 
