@@ -97,6 +97,19 @@ def test_domain_recipe_trains_rows_then_the_body_on_the_text_and_reloads(extende
     assert torch.allclose(reloaded.model(ids).logits, lm(ids).logits, atol=1e-5)
 
 
+def test_lora_ntp_runs_its_softmax_over_the_texts_tokens_where_they_are_few(extended, monkeypatch):
+    """The shortlist softmax (a large vocabulary's head is most of a CPU step): forced on for the tiny
+    model, whose text uses most of its vocabulary; the objective still falls."""
+    from tokenshift.heal.recipes import lora_distill
+
+    monkeypatch.setattr(lora_distill, "SHORTLIST_SHARE", 1.0)
+    _, tokenizer, report = heal(extended["student"], config=cfg(extended, recipe="lora-ntp", lora_lr=3e-3))
+    (phase,) = report.phases
+    rows = phase["details"]["softmax_rows"]
+    assert 0 < rows <= tokenizer.vocab_size and "softmax over the text's" in phase["objective"]
+    assert phase["objective_end"] < phase["objective_start"], phase
+
+
 def test_lora_distill_merges_into_a_plain_folder_and_keeps_copied_rows(extended, tmp_path):
     before = weights(extended["student"])
     copied = ids_from_runs(json.loads(open(f"{extended['student']}/transplant.json").read())["copied_ids"])

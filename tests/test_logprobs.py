@@ -10,7 +10,7 @@ from tokenshift.evaluate import scoring
 from tokenshift.evaluate.windows import document_windows
 from tokenshift.heal.forward import check_head
 from tokenshift.modeling import load_model
-from tokenshift.modeling.logprobs import head_reproduces_logits, scored_logprobs
+from tokenshift.modeling.logprobs import Shortlist, head_reproduces_logits, scored_logprobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,6 +59,30 @@ def test_scored_logprobs_are_the_models_log_softmax_in_chunks(tiny_gemma2_dir):
         chunked = scored_logprobs(model, ids, mask, targets, scored, logit_bytes=4 * model.config.vocab_size * 3)  # 3 rows per chunk
         reference = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits, -1)[scored].gather(-1, targets[scored][:, None])
     assert torch.allclose(chunked, reference.flatten(), atol=1e-5)
+
+
+def test_a_shortlist_normalises_over_its_ids_only_and_refuses_a_target_outside_it(tiny_gemma2_dir):
+    """lora-ntp's shortlist softmax: log p(target) renormalised over the listed ids (soft cap included),
+    gradients reaching the head's listed rows only."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_gemma2_dir).eval()
+    ids, mask = IDS, torch.ones_like(IDS)
+    targets, scored = ids.roll(-1, 1), mask.bool()
+    listed = sorted(set(IDS.flatten().tolist()) | {2, 3, 77})
+    shortlist = Shortlist.of(listed, model.config.vocab_size)
+    short = scored_logprobs(model, ids, mask, targets, scored, shortlist=shortlist)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits[scored][:, listed]
+        reference = torch.log_softmax(logits, -1).gather(-1, shortlist.position[targets[scored]][:, None]).flatten()
+    assert torch.allclose(short.detach(), reference, atol=1e-5)
+    short.sum().backward()
+    grad = model.get_output_embeddings().weight.grad.abs().sum(-1)
+    outside = torch.ones_like(grad, dtype=torch.bool)
+    outside[listed] = False
+    # the tied input rows of the inputs get gradient through the body; no other row outside the list does
+    outside[IDS.flatten()] = False
+    assert grad[outside].sum() == 0 and grad[listed].sum() > 0
+    with pytest.raises(ValueError, match="not in the softmax shortlist"):
+        scored_logprobs(model, ids, mask, targets, scored, shortlist=Shortlist.of([2, 3], model.config.vocab_size))
 
 
 def test_evaluate_falls_back_to_full_forwards_with_a_warning(tiny_model_dir, documents, caplog):

@@ -11,23 +11,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modeling.logprobs import LOGIT_BYTES, HeadImpl, has_body_and_head, head_reproduces_logits, scored_logprobs
+from ..modeling.logprobs import LOGIT_BYTES, HeadImpl, Shortlist, has_body_and_head, head_reproduces_logits, scored_logprobs
 
 HEAD_CHECK_TOKENS = 16
 
 
 class TokenLogprobs(nn.Module):
     """``forward(input_ids, attention_mask, targets, scored) -> (N,)``: log p(target) in nats of every
-    scored position, row-major. input_ids/attention_mask/targets/scored: (B, L)."""
+    scored position, row-major. input_ids/attention_mask/targets/scored: (B, L). ``shortlist``: the
+    softmax over those ids only (see :class:`~tokenshift.modeling.logprobs.Shortlist`)."""
 
-    def __init__(self, model: Any, *, impl: HeadImpl = "chunked", logit_bytes: int = LOGIT_BYTES) -> None:
+    def __init__(self, model: Any, *, impl: HeadImpl = "chunked", logit_bytes: int = LOGIT_BYTES,
+                 shortlist: Shortlist | None = None) -> None:
         super().__init__()
         self.model = model
         self.impl = impl
         self.logit_bytes = logit_bytes
+        self.shortlist = shortlist
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-        return scored_logprobs(self.model, input_ids, attention_mask, targets, scored, impl=self.impl, logit_bytes=self.logit_bytes)
+        return scored_logprobs(self.model, input_ids, attention_mask, targets, scored, impl=self.impl, logit_bytes=self.logit_bytes,
+                               shortlist=self.shortlist)
 
 
 def check_head(model: Any, name: str) -> None:

@@ -9,6 +9,7 @@ state: :func:`head_reproduces_logits` tells, and each caller decides what to do 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -113,18 +114,48 @@ def _cce_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Ten
     return -loss.float()
 
 
+@dataclass(frozen=True)
+class Shortlist:
+    """A subset of the vocabulary that the softmax runs over instead of all of it: ``ids`` (K,) sorted,
+    and ``position`` (V,): each id's index in ``ids``, -1 for ids left out. Every target must be in it."""
+
+    ids: torch.Tensor
+    position: torch.Tensor
+
+    @classmethod
+    def of(cls, ids: Any, vocab_size: int) -> Shortlist:
+        import torch
+
+        kept = torch.unique(torch.as_tensor(list(ids), dtype=torch.long))
+        if len(kept) and (int(kept[0]) < 0 or int(kept[-1]) >= vocab_size):
+            raise ValueError(f"shortlist ids must lie in [0, {vocab_size}), got {int(kept[0])}..{int(kept[-1])}")
+        position = torch.full((vocab_size,), -1, dtype=torch.long)
+        position[kept] = torch.arange(len(kept))
+        return cls(kept, position)
+
+    def to(self, device: torch.device | str) -> Shortlist:
+        return Shortlist(self.ids.to(device), self.position.to(device))
+
+
 def scored_logprobs(model: Any, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, targets: torch.Tensor,
                     scored: torch.Tensor, *, impl: HeadImpl = "chunked", logit_bytes: int = LOGIT_BYTES,
-                    inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+                    inputs_embeds: torch.Tensor | None = None, shortlist: Shortlist | None = None) -> torch.Tensor:
     """log p(target) in nats of every scored position, row-major: the body over the whole batch, the
     head over scored positions only. input_ids (or inputs_embeds (B, L, D)), attention_mask, targets,
-    scored: (B, L) -> (N,)."""
+    scored: (B, L) -> (N,). ``shortlist``: normalise over those ids only (a training approximation
+    for large vocabularies: the head's cost falls with the shortlist's size)."""
     hidden = model.get_decoder()(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                  use_cache=False).last_hidden_state
     head = model.get_output_embeddings()
     # getattr: a head wrapped by PEFT's trainable tokens (heal's stage lora) exposes its weight only (heal/lora.py refuses biased heads)
-    return target_logprobs(hidden[scored], head.weight, targets[scored], bias=getattr(head, "bias", None),
-                           softcap=logit_softcap(model), impl=impl, logit_bytes=logit_bytes)
+    weight, bias, wanted = head.weight, getattr(head, "bias", None), targets[scored]
+    if shortlist is not None:
+        weight = weight.index_select(0, shortlist.ids)
+        bias = None if bias is None else bias.index_select(0, shortlist.ids)
+        wanted = shortlist.position[wanted]
+        if bool((wanted < 0).any()):
+            raise ValueError("a target token is not in the softmax shortlist; build the shortlist from every text trained on")
+    return target_logprobs(hidden[scored], weight, wanted, bias=bias, softcap=logit_softcap(model), impl=impl, logit_bytes=logit_bytes)
 
 
 def _head_tolerance(weight: torch.Tensor) -> float:

@@ -8,7 +8,7 @@ was a third phase until it was measured paying too little for its time on 15-min
 pages, bits per byte): SmolLM2-135M on the English manual pages −0.006 in 2.7 minutes and on the
 handbook −0.008 in 2.1 minutes (against −0.011 a minute for lora-ntp), Gemma-3-270M on French manual
 pages nothing in 4.5 minutes. Given its time instead, lora-ntp took the handbook's validation pages to
-1.0304 bits per byte (1.0410 with fit-head); the held-out rows are in the adapt benchmark.
+1.0304 bits per byte (1.0410 with fit-head); held-out rows: docs/benchmarks/adapt.md.
 """
 
 from __future__ import annotations
