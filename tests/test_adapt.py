@@ -184,6 +184,18 @@ def test_adapt_refuses_too_little_text_in_one_line(tmp_path, tiny_model_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_adapt_refuses_gguf_with_superwords_before_any_work(tmp_path, tiny_model_dir):
+    """llama.cpp cannot cut text into superwords: the refusal comes first, not after a 15-minute heal."""
+    from tokenshift import AdaptConfig, adapt
+    from tokenshift.cli import main
+
+    with pytest.raises(ValueError, match="add --kind bpe"):
+        adapt(str(tiny_model_dir), AdaptConfig(text=("any.txt",), gguf=True), out=tmp_path / "out")
+    AdaptConfig(text=("any.txt",), gguf=True, kind="bpe").check()
+    assert main(["adapt", str(tiny_model_dir), "--text", "any.txt", "--gguf", "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
 def test_heal_takes_one_big_file_and_holds_out_its_last_paragraphs(tmp_path, tiny_model_dir):
     from tokenshift.heal import HealConfig
     from tokenshift.heal.run import training_texts

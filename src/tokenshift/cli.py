@@ -245,7 +245,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from .domain import AdaptConfig, adapt
 
     config = AdaptConfig(text=tuple(args.text), minutes=args.minutes, max_bytes=args.max_bytes, new_tokens=args.new_tokens, vocab_size=args.vocab_size,
-                         general=args.general, gguf=args.gguf, device=args.device)
+                         general=args.general, gguf=args.gguf, device=args.device, kind=args.kind)
     config.check()
     console = _console()
     with _progress_bar() as bar:
@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--new-tokens", type=positive_int, help="tokens to add (default 8,192)")
     sizes.add_argument("--vocab-size", type=positive_int, help="the vocabulary size to reach instead")
     p.add_argument("--general", default="wiki-en", help="general text asset kept in view (its train/validation/test splits)")
-    p.add_argument("--gguf", action="store_true", help="also write model.gguf for llama.cpp")
+    p.add_argument("--kind", default="superbpe", choices=("superbpe", "bpe"),
+                   help="new tokens: subwords and superwords (default), or subwords only (what --gguf needs)")
+    p.add_argument("--gguf", action="store_true", help="also write model.gguf for llama.cpp (with --kind bpe)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_adapt)

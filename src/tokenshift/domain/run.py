@@ -83,6 +83,12 @@ class AdaptConfig:
             raise ValueError(f"held-out {self.held_out} and validation {self.validation} shares must be above 0 and together below 0.5")
         if self.kind not in ("superbpe", "bpe"):
             raise ValueError(f"kind {self.kind!r}: choose superbpe (subwords and superwords) or bpe (subwords only)")
+        if self.gguf and self.kind == "superbpe":
+            # Refused before any work: llama.cpp's pre-tokenizers cut text at every word, so none reproduces a
+            # superword tokenizer, and the export at the end would refuse it after the whole heal.
+            raise ValueError("--gguf: llama.cpp's pre-tokenizers cut text at every word, so it cannot use superwords; "
+                             "add --kind bpe (subwords only) for a GGUF, or export later with tokenshift export DIR --gguf F --pre NAME "
+                             "(llama.cpp then never produces the superwords)")
         if self.max_bytes is not None and self.max_bytes < MIN_BYTES:
             raise ValueError(f"--max-bytes {self.max_bytes:,} reads less than adapt needs ({MIN_BYTES:,} bytes); raise it or leave it out")
         if not 0 <= self.general_share < 1:
