@@ -56,7 +56,7 @@ def lr_factor(step: int, elapsed: float, seconds: float) -> float:
     return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
-def seen_shortlist(ctx: PhaseContext, pieces: list[str]) -> Shortlist | None:
+def seen_shortlist(ctx: PhaseContext, encoded: list[list[int]]) -> Shortlist | None:
     """The next-token loss's softmax over the tokens that occur in the training text (plus the new
     rows), where they are under ``SHORTLIST_SHARE`` of the vocabulary; else None (the full softmax).
 
@@ -68,8 +68,8 @@ def seen_shortlist(ctx: PhaseContext, pieces: list[str]) -> Shortlist | None:
     tokens instead of 12.8k in its share of the budget, and took the validation pages from 1.3157 to 1.0165
     bits per byte instead of 1.1791 (full softmax), from the same start."""
     seen = {ctx.tokenizer.conditioning_token()}
-    for piece in pieces:
-        seen.update(ctx.tokenizer.encode(piece))
+    for ids in encoded:
+        seen.update(ids)
     seen.update(int(i) for i in ctx.new_ids)
     vocab = int(ctx.model.get_output_embeddings().weight.shape[0])
     if len(seen) > SHORTLIST_SHARE * vocab:
@@ -112,7 +112,13 @@ def _lora_phase(ctx: PhaseContext, *, seconds: float, tokens: int | None, distil
     groups = [{"params": adapters.lora, "weight_decay": config.weight_decay}, {"params": adapters.rows, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lora_lr, betas=(0.9, 0.95), eps=1e-8)
     params = adapters.lora + adapters.rows
-    shortlist = None if distill else seen_shortlist(ctx, pieces)
+    # Each piece's token count, for batching by length; lora-ntp encodes every piece once here for its shortlist.
+    lengths_of: dict[str, int] = {}
+    shortlist = None
+    if not distill:
+        encoded = [ctx.tokenizer.encode(piece) for piece in pieces]
+        lengths_of = {piece: len(ids) for piece, ids in zip(pieces, encoded)}
+        shortlist = seen_shortlist(ctx, encoded)
     student_lp = TokenLogprobs(ctx.model, impl="chunked", shortlist=shortlist)
     teacher_lp = TokenLogprobs(teacher, impl="chunked") if teacher is not None else None
 
@@ -152,7 +158,10 @@ def _lora_phase(ctx: PhaseContext, *, seconds: float, tokens: int | None, distil
             # padded to the longest spent half of each step on padding.
             pool = [train[(next_piece + i) % len(train)] for i in range(min(POOL, len(train)))]
             next_piece += len(pool)
-            lengths = [min(len(ctx.tokenizer.encode(piece)), SEQ_LEN) for piece in pool]
+            for piece in pool:
+                if piece not in lengths_of:
+                    lengths_of[piece] = len(ctx.tokenizer.encode(piece))
+            lengths = [min(lengths_of[piece], SEQ_LEN) for piece in pool]
             ready = [[pool[i] for i in batch] for batch in length_batches(lengths, token_budget=STEP_TOKENS)]
             order.shuffle(ready)
         chosen = ready.pop()
